@@ -1,0 +1,14 @@
+/**
+ * The table of subcommands `main.ts` dispatches to.
+ *
+ * @module
+ */
+
+import type { Command } from "./context.ts";
+import { internalsCommand } from "./internals.ts";
+
+/** Every available subcommand, in the order `--help` lists them. */
+export const COMMANDS: readonly Command[] = [internalsCommand];
+
+export type { Command, CommandContext } from "./context.ts";
+export { formatHelp, UsageError } from "./context.ts";

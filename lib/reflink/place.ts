@@ -1,0 +1,256 @@
+/**
+ * Placing a file's content into a store: clone into a fresh unnamed file on
+ * the target filesystem, set its metadata, then link it in without replacing
+ * anything (specs/reflink-peers.md §1.1, the clone-into-a-fresh-tmpfile rule).
+ *
+ * Under `reflink-or-copy` the data falls back to copy_file_range and then to
+ * read/write when the filesystem cannot share blocks. Any digest the caller
+ * needs is fed the bytes that were actually placed, in the same pass.
+ *
+ * @module
+ */
+
+import { SysError } from "../../ffi/errno.ts";
+import { copyFileRange, ficlone } from "../../ffi/clone.ts";
+import {
+  closeQuietly,
+  fchmod,
+  fchown,
+  fstat,
+  futimens,
+  linkTmpfile,
+  lseek,
+  O,
+  openAt,
+  read,
+  RENAME,
+  renameAt,
+  SEEK,
+  type Timespec,
+  unlinkAt,
+  writeAll,
+} from "../../ffi/fs.ts";
+import { fsetxattr } from "../../ffi/xattr.ts";
+import { explainCloneErrno, ReflinkUnsupportedError } from "./errors.ts";
+
+/** Whether data may be copied when it cannot be shared. */
+export type CopyPolicy = "reflink-required" | "reflink-or-copy";
+
+/** How the bytes got there. */
+export type PlaceMethod = "reflink" | "copy_file_range" | "readwrite";
+
+/** Anything that takes the placed bytes in order: a hash, or several (lib/digest). */
+export interface ByteSink {
+  update(chunk: Uint8Array): unknown;
+}
+
+/** An unnamed file on the target filesystem holding the source's bytes. */
+export interface TmpClone {
+  /** Open read-write; the caller closes it (or hands it to {@linkcode linkNoReplace}). */
+  fd: number;
+  method: PlaceMethod;
+  size: number;
+  /** Set when O_TMPFILE was not available: the temporary name inside the directory. */
+  tmpName?: string;
+  dirfd: number;
+}
+
+const CHUNK = 1 << 20;
+let scratch: Uint8Array<ArrayBuffer> | undefined;
+function buffer(): Uint8Array<ArrayBuffer> {
+  return scratch ??= new Uint8Array(CHUNK);
+}
+
+function openTmp(dirfd: number, mode: number): { fd: number; tmpName?: string } {
+  try {
+    return { fd: openAt(dirfd, ".", O.TMPFILE | O.RDWR, mode) };
+  } catch (e) {
+    if (!(e instanceof SysError) || !(e.is("EOPNOTSUPP") || e.is("EISDIR"))) throw e;
+  }
+  const tmpName = `.unistore-tmp-${crypto.randomUUID()}`;
+  return { fd: openAt(dirfd, tmpName, O.CREAT | O.EXCL | O.RDWR | O.NOFOLLOW, mode), tmpName };
+}
+
+/** Feeds `fd`'s bytes from its start to `sink`; returns the byte count. */
+function readThrough(fd: number, sink: ByteSink): number {
+  lseek(fd, 0, SEEK.SET);
+  const buf = buffer();
+  let total = 0;
+  for (;;) {
+    const n = read(fd, buf);
+    if (n === 0) return total;
+    sink.update(buf.subarray(0, n));
+    total += n;
+  }
+}
+
+function copyReadWrite(srcFd: number, dstFd: number, sink?: ByteSink): number {
+  const buf = buffer();
+  let total = 0;
+  for (;;) {
+    const n = read(srcFd, buf);
+    if (n === 0) return total;
+    const part = buf.subarray(0, n);
+    sink?.update(part);
+    writeAll(dstFd, part);
+    total += n;
+  }
+}
+
+/**
+ * Clones (or copies) all of `srcFd` into a fresh unnamed file in `dstDirfd`.
+ * Nothing is visible in the directory until the caller links the result.
+ *
+ * @example
+ * ```ts ignore
+ * const tmp = cloneToTmpfile(srcFd, objectsDir, { policy: "reflink-required", sink: hasher });
+ * const name = toHex(hasher.digest());
+ * linkNoReplace(tmp, objectsDir, name);
+ * ```
+ */
+export function cloneToTmpfile(
+  srcFd: number,
+  dstDirfd: number,
+  opts: { policy: CopyPolicy; sink?: ByteSink; mode?: number; what?: string },
+): TmpClone {
+  const what = opts.what ?? `fd ${srcFd}`;
+  const { fd, tmpName } = openTmp(dstDirfd, opts.mode ?? 0o600);
+  try {
+    let method: PlaceMethod = "reflink";
+    let size: number;
+    try {
+      ficlone(fd, srcFd, what);
+      size = opts.sink ? readThrough(fd, opts.sink) : fstat(fd).size;
+    } catch (e) {
+      if (!(e instanceof SysError) || !e.call.startsWith("ioctl")) throw e;
+      if (!(e.is("EOPNOTSUPP") || e.is("EXDEV") || e.is("EINVAL") || e.is("ENOTTY"))) throw e;
+      if (opts.policy === "reflink-required") {
+        throw new ReflinkUnsupportedError(e.code, what, explainCloneErrno(e.code));
+      }
+      lseek(srcFd, 0, SEEK.SET);
+      if (opts.sink) {
+        // One read per byte: hash while copying rather than copy then re-read.
+        method = "readwrite";
+        size = copyReadWrite(srcFd, fd, opts.sink);
+      } else {
+        ({ method, size } = copyKernelFirst(srcFd, fd, what));
+      }
+    }
+    return { fd, method, size, tmpName, dirfd: dstDirfd };
+  } catch (e) {
+    closeQuietly(fd);
+    if (tmpName) unlinkQuietly(dstDirfd, tmpName);
+    throw e;
+  }
+}
+
+function copyKernelFirst(srcFd: number, dstFd: number, what: string) {
+  let size = 0;
+  try {
+    for (;;) {
+      const n = copyFileRange(srcFd, dstFd, 1 << 30, what);
+      if (n === 0) return { method: "copy_file_range" as PlaceMethod, size };
+      size += n;
+    }
+  } catch (e) {
+    // EXDEV across superblocks (even two ext4s), EINVAL/EOPNOTSUPP on some
+    // filesystems: fall back to plain reads and writes from where it stopped.
+    if (!(e instanceof SysError) || !(e.is("EXDEV") || e.is("EINVAL") || e.is("EOPNOTSUPP"))) {
+      throw e;
+    }
+    return { method: "readwrite" as PlaceMethod, size: size + copyReadWrite(srcFd, dstFd) };
+  }
+}
+
+function unlinkQuietly(dirfd: number, name: string) {
+  try {
+    unlinkAt(dirfd, name);
+  } catch { /* best effort on a path that already failed */ }
+}
+
+/** Metadata a store needs on the placed file. */
+export interface FileMetadata {
+  uid?: number;
+  gid?: number;
+  /** Permission bits including setuid/setgid/sticky; the file type bits are ignored. */
+  mode?: number;
+  xattrs?: Iterable<[string, Uint8Array]>;
+  mtime?: Timespec;
+}
+
+/**
+ * Applies owner, mode, xattrs and mtime to an open file. Owner first: chown
+ * clears setuid/setgid bits, so the mode must come after it.
+ */
+export function applyMetadata(fd: number, meta: FileMetadata): void {
+  if (meta.uid !== undefined || meta.gid !== undefined) {
+    fchown(fd, meta.uid ?? -1 >>> 0, meta.gid ?? -1 >>> 0);
+  }
+  if (meta.mode !== undefined) fchmod(fd, meta.mode);
+  for (const [name, value] of meta.xattrs ?? []) fsetxattr(fd, name, value);
+  if (meta.mtime !== undefined) futimens(fd, meta.mtime, meta.mtime);
+}
+
+/**
+ * Names a {@linkcode TmpClone} `name` in `dirfd` unless that name exists.
+ * Closes the clone's fd either way. Returns `"exists"` when an object of that
+ * name was already there (content-addressed stores treat that as done).
+ */
+export function linkNoReplace(tmp: TmpClone, dirfd: number, name: string): "linked" | "exists" {
+  try {
+    if (tmp.tmpName) renameAt(tmp.dirfd, tmp.tmpName, dirfd, name, RENAME.NOREPLACE);
+    else linkTmpfile(tmp.fd, dirfd, name);
+    return "linked";
+  } catch (e) {
+    if (e instanceof SysError && e.is("EEXIST")) return "exists";
+    throw e;
+  } finally {
+    closeQuietly(tmp.fd);
+    if (tmp.tmpName) unlinkQuietly(tmp.dirfd, tmp.tmpName);
+  }
+}
+
+/** Drops an unlinked clone (after a failure, or when the object already existed). */
+export function discardClone(tmp: TmpClone): void {
+  closeQuietly(tmp.fd);
+  if (tmp.tmpName) unlinkQuietly(tmp.dirfd, tmp.tmpName);
+}
+
+/** What {@linkcode placeFile} did. */
+export interface PlaceResult {
+  method: PlaceMethod;
+  size: number;
+  /** `exists`: a file of that name was already there and was left untouched. */
+  outcome: "linked" | "exists";
+}
+
+/**
+ * Places all of `srcFd` as `name` in `dstDirfd` with the given metadata:
+ * clone (or copy, per policy), metadata, link without replacing.
+ *
+ * @example
+ * ```ts ignore
+ * const r = placeFile(src, dir, "copy.bin", { policy: "reflink-or-copy", mode: 0o644 });
+ * // r.method is "reflink" on XFS/btrfs, "copy_file_range" or "readwrite" on ext4
+ * ```
+ */
+export function placeFile(
+  srcFd: number,
+  dstDirfd: number,
+  name: string,
+  opts: FileMetadata & { policy: CopyPolicy; sink?: ByteSink },
+): PlaceResult {
+  const tmp = cloneToTmpfile(srcFd, dstDirfd, {
+    policy: opts.policy,
+    sink: opts.sink,
+    what: name,
+  });
+  try {
+    applyMetadata(tmp.fd, opts);
+  } catch (e) {
+    discardClone(tmp);
+    throw e;
+  }
+  const outcome = linkNoReplace(tmp, dstDirfd, name);
+  return { method: tmp.method, size: tmp.size, outcome };
+}
