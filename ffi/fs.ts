@@ -10,9 +10,19 @@
  */
 
 import { Errno, SysError } from "./errno.ts";
-import { check, checkBig, cstr, displayPath, lastErrno, libc, type PathLike } from "./libc.ts";
+import {
+  check,
+  checkBig,
+  cstr,
+  cstrTemp,
+  displayPath,
+  lastErrno,
+  libc,
+  type PathLike,
+} from "./libc.ts";
 
 export type { PathLike } from "./libc.ts";
+export { displayPath } from "./libc.ts";
 
 const AARCH64 = Deno.build.arch === "aarch64";
 
@@ -60,7 +70,7 @@ export const S = {
 
 /** Opens `path` relative to `dirfd`; `O_CLOEXEC` is always added. Returns the new fd. */
 export function openAt(dirfd: number, path: PathLike, flags: number, mode = 0o644): number {
-  return check(libc.openat(dirfd, cstr(path), flags | O.CLOEXEC, mode), "openat", path);
+  return check(libc.openat(dirfd, cstrTemp(path, 0), flags | O.CLOEXEC, mode), "openat", path);
 }
 
 /** Opens a directory below `dirfd` without following a final symlink. */
@@ -176,26 +186,30 @@ const STATX_BASIC_STATS = 0x7ff;
 
 /** statx(2) of `path` below `dirfd`; pass `AT.SYMLINK_NOFOLLOW` to stat a link itself. */
 export function statAt(dirfd: number, path: PathLike, flags = AT.SYMLINK_NOFOLLOW): Stat {
-  // struct statx is 256 bytes and has one layout on every architecture.
-  const buf = new Uint8Array(256);
-  check(libc.statx(dirfd, cstr(path), flags, STATX_BASIC_STATS, buf), "statx", path);
-  return parseStatx(new DataView(buf.buffer));
+  check(libc.statx(dirfd, cstrTemp(path, 0), flags, STATX_BASIC_STATS, statxBuf), "statx", path);
+  return parseStatx(statxView);
 }
+
+// struct statx is 256 bytes with one layout on every architecture. One buffer
+// serves every call: calls are synchronous and the result is copied out.
+const statxBuf = new Uint8Array(256);
+const statxView = new DataView(statxBuf.buffer);
+const EMPTY_PATH = new Uint8Array(1);
 
 /** fstat through statx(2) with `AT_EMPTY_PATH`. */
 export function fstat(fd: number): Stat {
-  const buf = new Uint8Array(256);
   check(
-    libc.statx(fd, cstr(""), AT.EMPTY_PATH, STATX_BASIC_STATS, buf),
+    libc.statx(fd, EMPTY_PATH, AT.EMPTY_PATH, STATX_BASIC_STATS, statxBuf),
     "statx",
     `fd ${fd}`,
   );
-  return parseStatx(new DataView(buf.buffer));
+  return parseStatx(statxView);
 }
 
 function parseStatx(v: DataView): Stat {
+  // Seconds as two 32-bit halves: cheaper than a BigInt, exact up to 2^53.
   const ts = (at: number): Timespec => ({
-    sec: Number(v.getBigInt64(at, true)),
+    sec: v.getUint32(at, true) + v.getInt32(at + 4, true) * 0x100000000,
     nsec: v.getUint32(at + 8, true),
   });
   return {
@@ -204,8 +218,8 @@ function parseStatx(v: DataView): Stat {
     gid: v.getUint32(24, true),
     mode: v.getUint16(28, true),
     ino: v.getBigUint64(32, true),
-    size: Number(v.getBigUint64(40, true)),
-    blocks: Number(v.getBigUint64(48, true)),
+    size: v.getUint32(40, true) + v.getUint32(44, true) * 0x100000000,
+    blocks: v.getUint32(48, true) + v.getUint32(52, true) * 0x100000000,
     ctime: ts(96),
     mtime: ts(112),
     rdevMajor: v.getUint32(128, true),
@@ -228,7 +242,7 @@ export function linkAt(
   flags = 0,
 ): void {
   check(
-    libc.linkat(olddirfd, cstr(oldpath), newdirfd, cstr(newpath), flags),
+    libc.linkat(olddirfd, cstrTemp(oldpath, 0), newdirfd, cstrTemp(newpath, 1), flags),
     "linkat",
     `${displayPath(oldpath)} -> ${displayPath(newpath)}`,
   );
@@ -263,7 +277,7 @@ export function renameAt(
   flags = 0,
 ): void {
   check(
-    libc.renameat2(olddirfd, cstr(oldpath), newdirfd, cstr(newpath), flags),
+    libc.renameat2(olddirfd, cstrTemp(oldpath, 0), newdirfd, cstrTemp(newpath, 1), flags),
     "renameat2",
     `${displayPath(oldpath)} -> ${displayPath(newpath)}`,
   );
@@ -271,12 +285,12 @@ export function renameAt(
 
 /** unlinkat(2); pass `AT.REMOVEDIR` for a directory. */
 export function unlinkAt(dirfd: number, path: PathLike, flags = 0): void {
-  check(libc.unlinkat(dirfd, cstr(path), flags), "unlinkat", path);
+  check(libc.unlinkat(dirfd, cstrTemp(path, 0), flags), "unlinkat", path);
 }
 
 /** mkdirat(2). */
 export function mkdirAt(dirfd: number, path: PathLike, mode = 0o755): void {
-  check(libc.mkdirat(dirfd, cstr(path), mode), "mkdirat", path);
+  check(libc.mkdirat(dirfd, cstrTemp(path, 0), mode), "mkdirat", path);
 }
 
 /** mkdirat(2) that treats an existing directory as success. */
@@ -290,7 +304,7 @@ export function ensureDirAt(dirfd: number, path: PathLike, mode = 0o755): void {
 
 /** symlinkat(2): creates `path` below `dirfd` pointing at `target`. */
 export function symlinkAt(target: PathLike, dirfd: number, path: PathLike): void {
-  check(libc.symlinkat(cstr(target), dirfd, cstr(path)), "symlinkat", path);
+  check(libc.symlinkat(cstrTemp(target, 0), dirfd, cstrTemp(path, 1)), "symlinkat", path);
 }
 
 /** readlinkat(2), returning the raw target bytes. */
@@ -341,13 +355,14 @@ export function fchmodAt(dirfd: number, path: PathLike, mode: number): void {
   check(libc.fchmodat(dirfd, cstr(path), mode & 0o7777, 0), "fchmodat", path);
 }
 
+const times = new BigInt64Array(4);
 function timesBuffer(atime: Timespec, mtime: Timespec): BigInt64Array<ArrayBuffer> {
-  return new BigInt64Array([
-    BigInt(atime.sec),
-    BigInt(atime.nsec),
-    BigInt(mtime.sec),
-    BigInt(mtime.nsec),
-  ]);
+  // Two struct timespec { i64 tv_sec; i64 tv_nsec }; reused, calls are synchronous.
+  times[0] = BigInt(atime.sec);
+  times[1] = BigInt(atime.nsec);
+  times[2] = BigInt(mtime.sec);
+  times[3] = BigInt(mtime.nsec);
+  return times;
 }
 
 /** futimens(2): sets access and modification times. */
@@ -394,7 +409,6 @@ export interface DirEntry {
   name: string;
   /** `DT.*`; `DT.UNKNOWN` when the filesystem does not report it. */
   type: number;
-  ino: bigint;
 }
 
 const nameDecoder = new TextDecoder("utf-8", { fatal: false });
@@ -419,15 +433,14 @@ export function readDir(dirfd: number): DirEntry[] {
     for (;;) {
       const ent = libc.readdir(dir);
       if (ent === null) break;
-      const view = new Deno.UnsafePointerView(ent);
       // struct dirent64 (glibc, x86_64 and aarch64): d_ino u64 @0, d_off @8,
-      // d_reclen u16 @16, d_type u8 @18, d_name @19.
+      // d_reclen u16 @16, d_type u8 @18, d_name @19 (NUL-terminated).
+      const view = new Deno.UnsafePointerView(ent);
       const reclen = view.getUint16(16);
       const type = view.getUint8(18);
-      const raw = new Uint8Array(reclen - 19);
-      view.copyInto(raw, 19);
-      const nul = raw.indexOf(0);
-      const nameBytes = raw.slice(0, nul < 0 ? raw.length : nul);
+      const raw = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(ent, reclen));
+      const nul = raw.indexOf(0, 19);
+      const nameBytes = raw.slice(19, nul < 0 ? reclen : nul);
       if (
         (nameBytes.length === 1 && nameBytes[0] === 0x2e) ||
         (nameBytes.length === 2 && nameBytes[0] === 0x2e && nameBytes[1] === 0x2e)
@@ -436,7 +449,6 @@ export function readDir(dirfd: number): DirEntry[] {
         nameBytes,
         name: nameDecoder.decode(nameBytes),
         type,
-        ino: view.getBigUint64(0),
       });
     }
   } finally {

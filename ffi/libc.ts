@@ -100,7 +100,7 @@ const decoder = new TextDecoder("utf-8", { fatal: false });
  */
 export type PathLike = string | Uint8Array;
 
-/** Encodes a path into a NUL-terminated buffer; rejects embedded NULs. */
+/** Encodes a path into a new NUL-terminated buffer; rejects embedded NULs. */
 export function cstr(path: PathLike): Uint8Array<ArrayBuffer> {
   const bytes = typeof path === "string" ? encoder.encode(path) : path;
   if (bytes.includes(0)) {
@@ -108,6 +108,35 @@ export function cstr(path: PathLike): Uint8Array<ArrayBuffer> {
   }
   const out = new Uint8Array(bytes.length + 1);
   out.set(bytes);
+  return out;
+}
+
+// Two reusable path buffers for the hot calls (one per path argument): an
+// allocation per call costs more than the syscall on small files. Calls are
+// synchronous, so a buffer is free again once its call has returned.
+const SCRATCH_SIZE = 16384;
+const scratch = [new Uint8Array(SCRATCH_SIZE), new Uint8Array(SCRATCH_SIZE)];
+
+/**
+ * Like {@linkcode cstr}, into reusable buffer `slot` (0 or 1). The result is
+ * valid only until the next call with the same slot: pass it straight to libc.
+ */
+export function cstrTemp(path: PathLike, slot: 0 | 1): Uint8Array<ArrayBuffer> {
+  const buf = scratch[slot];
+  let n: number;
+  if (typeof path === "string") {
+    if (path.length * 3 >= SCRATCH_SIZE) return cstr(path);
+    n = encoder.encodeInto(path, buf).written;
+  } else {
+    if (path.length >= SCRATCH_SIZE) return cstr(path);
+    buf.set(path);
+    n = path.length;
+  }
+  const out = buf.subarray(0, n + 1);
+  out[n] = 0;
+  if (out.indexOf(0) !== n) {
+    throw new TypeError(`path contains a NUL byte: ${JSON.stringify(displayPath(path))}`);
+  }
   return out;
 }
 

@@ -14,6 +14,7 @@ import { SysError } from "../../ffi/errno.ts";
 import { copyFileRange, ficlone } from "../../ffi/clone.ts";
 import {
   closeQuietly,
+  displayPath,
   fchmod,
   fchown,
   fstat,
@@ -22,6 +23,7 @@ import {
   lseek,
   O,
   openAt,
+  type PathLike,
   read,
   RENAME,
   renameAt,
@@ -97,6 +99,44 @@ function copyReadWrite(srcFd: number, dstFd: number, sink?: ByteSink): number {
   }
 }
 
+/** How to fill a fresh file from a source. */
+export interface FillOptions {
+  policy: CopyPolicy;
+  /** Receives the placed bytes (read back from the clone, or while copying). */
+  sink?: ByteSink;
+  /** The source's size when the caller already knows it (saves an fstat). */
+  size?: number;
+  /** Names the source in errors. */
+  what?: string;
+}
+
+/**
+ * Fills the empty, writable `fd` with all of `srcFd`: FICLONE, or under
+ * `reflink-or-copy` copy_file_range and then read/write.
+ */
+function fillFrom(
+  fd: number,
+  srcFd: number,
+  opts: FillOptions,
+): { method: PlaceMethod; size: number } {
+  const what = opts.what ?? `fd ${srcFd}`;
+  try {
+    ficlone(fd, srcFd, what);
+    const size = opts.sink ? readThrough(fd, opts.sink) : opts.size ?? fstat(fd).size;
+    return { method: "reflink", size };
+  } catch (e) {
+    if (!(e instanceof SysError) || !e.call.startsWith("ioctl")) throw e;
+    if (!(e.is("EOPNOTSUPP") || e.is("EXDEV") || e.is("EINVAL") || e.is("ENOTTY"))) throw e;
+    if (opts.policy === "reflink-required") {
+      throw new ReflinkUnsupportedError(e.code, what, explainCloneErrno(e.code));
+    }
+  }
+  lseek(srcFd, 0, SEEK.SET);
+  // With a sink, one read per byte: hash while copying rather than copy then re-read.
+  if (opts.sink) return { method: "readwrite", size: copyReadWrite(srcFd, fd, opts.sink) };
+  return copyKernelFirst(srcFd, fd, what);
+}
+
 /**
  * Clones (or copies) all of `srcFd` into a fresh unnamed file in `dstDirfd`.
  * Nothing is visible in the directory until the caller links the result.
@@ -111,35 +151,38 @@ function copyReadWrite(srcFd: number, dstFd: number, sink?: ByteSink): number {
 export function cloneToTmpfile(
   srcFd: number,
   dstDirfd: number,
-  opts: { policy: CopyPolicy; sink?: ByteSink; mode?: number; what?: string },
+  opts: FillOptions & { mode?: number },
 ): TmpClone {
-  const what = opts.what ?? `fd ${srcFd}`;
   const { fd, tmpName } = openTmp(dstDirfd, opts.mode ?? 0o600);
   try {
-    let method: PlaceMethod = "reflink";
-    let size: number;
-    try {
-      ficlone(fd, srcFd, what);
-      size = opts.sink ? readThrough(fd, opts.sink) : fstat(fd).size;
-    } catch (e) {
-      if (!(e instanceof SysError) || !e.call.startsWith("ioctl")) throw e;
-      if (!(e.is("EOPNOTSUPP") || e.is("EXDEV") || e.is("EINVAL") || e.is("ENOTTY"))) throw e;
-      if (opts.policy === "reflink-required") {
-        throw new ReflinkUnsupportedError(e.code, what, explainCloneErrno(e.code));
-      }
-      lseek(srcFd, 0, SEEK.SET);
-      if (opts.sink) {
-        // One read per byte: hash while copying rather than copy then re-read.
-        method = "readwrite";
-        size = copyReadWrite(srcFd, fd, opts.sink);
-      } else {
-        ({ method, size } = copyKernelFirst(srcFd, fd, what));
-      }
-    }
+    const { method, size } = fillFrom(fd, srcFd, opts);
     return { fd, method, size, tmpName, dirfd: dstDirfd };
   } catch (e) {
     closeQuietly(fd);
     if (tmpName) unlinkQuietly(dstDirfd, tmpName);
+    throw e;
+  }
+}
+
+/**
+ * Clones (or copies) all of `srcFd` into a new file `name` created with
+ * O_EXCL, as `cp` does: cheaper than an O_TMPFILE plus link on XFS, but the
+ * name is visible while it is filled, so this is only for trees whose names
+ * do not promise content (never for content-addressed objects). On failure
+ * the new file is removed. Returns the open fd (read-write) for metadata.
+ */
+export function cloneToNewFile(
+  srcFd: number,
+  dstDirfd: number,
+  name: PathLike,
+  opts: FillOptions & { mode?: number },
+): { fd: number; method: PlaceMethod; size: number } {
+  const fd = openAt(dstDirfd, name, O.CREAT | O.EXCL | O.RDWR | O.NOFOLLOW, opts.mode ?? 0o600);
+  try {
+    return { fd, ...fillFrom(fd, srcFd, opts) };
+  } catch (e) {
+    closeQuietly(fd);
+    unlinkQuietly(dstDirfd, name);
     throw e;
   }
 }
@@ -162,7 +205,7 @@ function copyKernelFirst(srcFd: number, dstFd: number, what: string) {
   }
 }
 
-function unlinkQuietly(dirfd: number, name: string) {
+function unlinkQuietly(dirfd: number, name: PathLike) {
   try {
     unlinkAt(dirfd, name);
   } catch { /* best effort on a path that already failed */ }
@@ -196,7 +239,7 @@ export function applyMetadata(fd: number, meta: FileMetadata): void {
  * Closes the clone's fd either way. Returns `"exists"` when an object of that
  * name was already there (content-addressed stores treat that as done).
  */
-export function linkNoReplace(tmp: TmpClone, dirfd: number, name: string): "linked" | "exists" {
+export function linkNoReplace(tmp: TmpClone, dirfd: number, name: PathLike): "linked" | "exists" {
   try {
     if (tmp.tmpName) renameAt(tmp.dirfd, tmp.tmpName, dirfd, name, RENAME.NOREPLACE);
     else linkTmpfile(tmp.fd, dirfd, name);
@@ -237,13 +280,13 @@ export interface PlaceResult {
 export function placeFile(
   srcFd: number,
   dstDirfd: number,
-  name: string,
+  name: PathLike,
   opts: FileMetadata & { policy: CopyPolicy; sink?: ByteSink },
 ): PlaceResult {
   const tmp = cloneToTmpfile(srcFd, dstDirfd, {
     policy: opts.policy,
     sink: opts.sink,
-    what: name,
+    what: displayPath(name),
   });
   try {
     applyMetadata(tmp.fd, opts);
