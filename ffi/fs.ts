@@ -185,7 +185,7 @@ export interface Stat {
 const STATX_BASIC_STATS = 0x7ff;
 
 /** statx(2) of `path` below `dirfd`; pass `AT.SYMLINK_NOFOLLOW` to stat a link itself. */
-export function statAt(dirfd: number, path: PathLike, flags = AT.SYMLINK_NOFOLLOW): Stat {
+export function statAt(dirfd: number, path: PathLike, flags: number = AT.SYMLINK_NOFOLLOW): Stat {
   check(libc.statx(dirfd, cstrTemp(path, 0), flags, STATX_BASIC_STATS, statxBuf), "statx", path);
   return parseStatx(statxView);
 }

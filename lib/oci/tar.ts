@@ -1,0 +1,701 @@
+/**
+ * A streaming tar reader that keeps every byte: raw header blocks, payloads, padding, and the
+ * end-of-archive trailer, so an archive can be rebuilt bit for bit (composefs splitstreams,
+ * containers-storage tar-split) while its entries are also parsed.
+ *
+ * Formats read: POSIX ustar and pax (local `x` and global `g` extended headers, `SCHILY.xattr.*`
+ * and `LIBARCHIVE.xattr.*` extended attributes), GNU (`L`/`K` long names, base-256 numbers, old
+ * sparse `S` headers with extension blocks), star (131-byte prefix) and V7. Field layout:
+ * POSIX.1-2008 `pax` (ustar header), GNU tar manual "Basic Tar Format". Where formats disagree
+ * the reader follows Go's `archive/tar`, which containers-storage and skopeo use: header-only
+ * types (links, devices, directories, fifos) have no payload whatever their size field says,
+ * a `\0` typeflag with a trailing `/` is a directory, and the first all-zero block ends the
+ * archive.
+ *
+ * Layout of one entry in the archive, and where each part is exposed:
+ *
+ * ```
+ * [ext header block + ext data + pad] …  [header block]   [payload]   [padding to 512]
+ * └──────────────── entry.rawHeader ───────────────────┘  readPayload()  readPadding()
+ * ```
+ *
+ * After the last entry, {@linkcode TarReader.readTrailer} returns everything from the first
+ * zero block to the end of the input (end-of-archive blocks plus any record padding).
+ *
+ * @example
+ * ```ts ignore
+ * const tar = new TarReader(chunks, "layer sha256:ab…");
+ * for (let e = await tar.next(); e !== null; e = await tar.next()) {
+ *   out.push(e.rawHeader);
+ *   for await (const chunk of tar.readPayload()) out.push(chunk);
+ *   out.push(await tar.readPadding());
+ * }
+ * for await (const chunk of tar.readTrailer()) out.push(chunk);
+ * ```
+ *
+ * @module
+ */
+
+import { ByteReader } from "./byte_reader.ts";
+import { TarFormatError } from "./errors.ts";
+
+/** Tar archives are sequences of 512-byte blocks; every offset below is in these units. */
+export const TAR_BLOCK_SIZE = 512;
+
+/**
+ * Upper bound for extension data held in memory (pax records, GNU long names), as Go's
+ * `archive/tar` has it (1 MiB): bigger ones are rejected instead of exhausting memory.
+ */
+export const MAX_EXTENSION_SIZE = 1 << 20;
+
+/** What an entry is. `file` covers typeflag `0` and the old `\0`. */
+export type TarEntryType =
+  | "file"
+  | "hardlink"
+  | "symlink"
+  | "char"
+  | "block"
+  | "directory"
+  | "fifo"
+  | "contiguous"
+  | "pax-global"
+  | "gnu-sparse"
+  | "gnu-dumpdir"
+  | "gnu-volume"
+  | "gnu-multivolume"
+  | "other";
+
+/** The header format of an entry's main header block. */
+export type TarHeaderFormat = "ustar" | "gnu" | "star" | "v7";
+
+/** One header or extension record inside {@linkcode TarEntry.rawHeader}. */
+export interface TarHeaderPart {
+  /** The typeflag character of the block (`x`, `g`, `L`, `K`, `S`, or the entry's own). */
+  typeflag: string;
+  /** Offset within `rawHeader`. */
+  start: number;
+  /** Length in bytes (header block, plus data and padding for extension records). */
+  length: number;
+}
+
+/** A timestamp: whole seconds and nanoseconds (pax mtimes carry fractions). */
+export interface TarTime {
+  sec: number;
+  nsec: number;
+}
+
+/** One parsed entry, with its raw header bytes. */
+export interface TarEntry {
+  /**
+   * Every header byte of the entry exactly as it appears: extension headers (`x`, `L`, `K`, …)
+   * with their data and padding, then the entry's own 512-byte header block (and, for old GNU
+   * sparse files, its extension blocks). For a pax global header (`type` `pax-global`) this is
+   * the `g` block with its records.
+   */
+  rawHeader: Uint8Array;
+  /** How `rawHeader` is made up, in order. */
+  headerParts: TarHeaderPart[];
+  /** Offset of `rawHeader` in the archive. */
+  offset: number;
+  /** The main header's typeflag character as stored (`"0"`, `"\0"`, `"5"`, …). */
+  typeflag: string;
+  type: TarEntryType;
+  format: TarHeaderFormat;
+  /** The path bytes as stored (pax `path`, GNU long name, or ustar prefix + name). */
+  path: Uint8Array;
+  /** `path` decoded as UTF-8 (U+FFFD for invalid bytes): for messages, not for file system use. */
+  pathText: string;
+  /** Link target bytes (hardlinks and symlinks; empty otherwise). */
+  linkPath: Uint8Array;
+  /** `linkPath` decoded as UTF-8, lossy like `pathText`. */
+  linkPathText: string;
+  /** The mode field as stored; usually permission bits only, some writers add file-type bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  mtime: TarTime;
+  devMajor: number;
+  devMinor: number;
+  /** Extended attributes from pax `SCHILY.xattr.<name>` (and `LIBARCHIVE.xattr.*`) records. */
+  xattrs: Map<string, Uint8Array>;
+  /** Every pax record that applies (global ones first, overridden by local ones). */
+  pax: Map<string, Uint8Array>;
+  /** GNU sparse file (old `S` type or pax `GNU.sparse.*`): payload is the sparse encoding. */
+  sparse: boolean;
+  /** The size field (or pax `size`) as stored, even for header-only types. */
+  declaredSize: number;
+  /** Offset of the payload in the archive (right after `rawHeader`). */
+  payloadOffset: number;
+  /** Payload bytes that follow the header (0 for header-only types). */
+  payloadSize: number;
+  /** Bytes of padding after the payload, up to the next 512-byte boundary. */
+  paddingSize: number;
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: false });
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+
+const TYPES: Record<string, TarEntryType> = {
+  "0": "file",
+  "\0": "file",
+  "1": "hardlink",
+  "2": "symlink",
+  "3": "char",
+  "4": "block",
+  "5": "directory",
+  "6": "fifo",
+  "7": "contiguous",
+  g: "pax-global",
+  S: "gnu-sparse",
+  D: "gnu-dumpdir",
+  V: "gnu-volume",
+  M: "gnu-multivolume",
+};
+
+/** Types that never have a payload in Go's reader, whatever the size field says. */
+const HEADER_ONLY = new Set<TarEntryType>([
+  "hardlink",
+  "symlink",
+  "char",
+  "block",
+  "directory",
+  "fifo",
+]);
+
+/** Bytes needed to pad `size` to a whole number of blocks. */
+export function tarPadding(size: number): number {
+  return (TAR_BLOCK_SIZE - (size % TAR_BLOCK_SIZE)) % TAR_BLOCK_SIZE;
+}
+
+/**
+ * Parses a numeric header field as Go's `archive/tar` does: GNU base-256 (two's complement)
+ * when the top bit of the first byte is set, else octal text with surrounding spaces and NULs
+ * ignored and anything after the first NUL cut off.
+ */
+function parseNumeric(field: Uint8Array, name: string, where: string, offset: number): number {
+  if (field.length > 0 && (field[0] & 0x80) !== 0) {
+    const inv = (field[0] & 0x40) !== 0 ? 0xff : 0; // negative numbers are stored inverted
+    let v = 0n;
+    for (let i = 0; i < field.length; i++) {
+      let c = field[i] ^ inv;
+      if (i === 0) c &= 0x7f; // the base-256 marker bit is not part of the number
+      v = (v << 8n) | BigInt(c);
+    }
+    const n = inv ? -Number(v) - 1 : Number(v);
+    if (!Number.isSafeInteger(n)) {
+      throw new TarFormatError(where, offset, `${name} field out of range`);
+    }
+    return n;
+  }
+  let start = 0;
+  let end = field.length;
+  while (start < end && (field[start] === 0x20 || field[start] === 0)) start++;
+  while (end > start && (field[end - 1] === 0x20 || field[end - 1] === 0)) end--;
+  const nul = field.subarray(start, end).indexOf(0);
+  if (nul >= 0) end = start + nul;
+  let v = 0;
+  for (let i = start; i < end; i++) {
+    const d = field[i] - 0x30;
+    if (d < 0 || d > 7) {
+      throw new TarFormatError(
+        where,
+        offset,
+        `invalid octal ${name} field ${JSON.stringify(decoder.decode(field))}`,
+      );
+    }
+    v = v * 8 + d;
+  }
+  if (!Number.isSafeInteger(v)) {
+    throw new TarFormatError(where, offset, `${name} field out of range`);
+  }
+  return v;
+}
+
+/** The bytes of a NUL-terminated header string field. */
+function cString(field: Uint8Array): Uint8Array {
+  const nul = field.indexOf(0);
+  return nul < 0 ? field : field.subarray(0, nul);
+}
+
+function isZeroBlock(block: Uint8Array): boolean {
+  for (let i = 0; i < block.length; i++) if (block[i] !== 0) return false;
+  return true;
+}
+
+/** Verifies a header block's checksum (unsigned sum, or the signed sum old writers used). */
+function checkChecksum(block: Uint8Array, where: string, offset: number): void {
+  const stored = parseNumeric(block.subarray(148, 156), "checksum", where, offset);
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < TAR_BLOCK_SIZE; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : block[i];
+    unsigned += b;
+    signed += b > 127 ? b - 256 : b;
+  }
+  if (stored !== unsigned && stored !== signed) {
+    throw new TarFormatError(
+      where,
+      offset,
+      `header checksum mismatch: stored ${stored}, computed ${unsigned} (not a tar header?)`,
+    );
+  }
+}
+
+/**
+ * Parses pax extended header records (`"<len> <key>=<value>\n"`, POSIX.1-2008 pax "pax
+ * Extended Header"). Values are kept as bytes: paths and xattr values need not be UTF-8.
+ */
+export function parsePaxRecords(
+  data: Uint8Array,
+  where = "pax header",
+  offset = 0,
+): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>();
+  let p = 0;
+  while (p < data.length) {
+    if (data[p] === 0) break; // some writers NUL-pad the record area
+    const sp = data.indexOf(0x20, p);
+    if (sp < 0) throw new TarFormatError(where, offset + p, "pax record without length");
+    const lenText = decoder.decode(data.subarray(p, sp));
+    if (!/^[0-9]+$/.test(lenText)) {
+      throw new TarFormatError(
+        where,
+        offset + p,
+        `invalid pax record length ${JSON.stringify(lenText)}`,
+      );
+    }
+    const len = Number(lenText);
+    const end = p + len;
+    if (len <= sp - p + 1 || end > data.length || data[end - 1] !== 0x0a) {
+      throw new TarFormatError(where, offset + p, `pax record of length ${len} is malformed`);
+    }
+    const rec = data.subarray(sp + 1, end - 1);
+    const eq = rec.indexOf(0x3d);
+    if (eq <= 0) throw new TarFormatError(where, offset + p, "pax record without key=value");
+    let key: string;
+    try {
+      key = strictDecoder.decode(rec.subarray(0, eq));
+    } catch {
+      throw new TarFormatError(where, offset + p, "pax record key is not UTF-8");
+    }
+    out.set(key, rec.slice(eq + 1));
+    p = end;
+  }
+  return out;
+}
+
+const XATTR_PREFIXES = ["SCHILY.xattr.", "LIBARCHIVE.xattr."];
+
+function paxNumber(value: Uint8Array, key: string, where: string, offset: number): number {
+  const text = decoder.decode(value);
+  if (!/^-?[0-9]+$/.test(text)) {
+    throw new TarFormatError(
+      where,
+      offset,
+      `pax ${key} is not an integer: ${JSON.stringify(text)}`,
+    );
+  }
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) throw new TarFormatError(where, offset, `pax ${key} out of range`);
+  return n;
+}
+
+function paxTime(value: Uint8Array, where: string, offset: number): TarTime {
+  const text = decoder.decode(value);
+  const m = /^(-?[0-9]+)(?:\.([0-9]*))?$/.exec(text);
+  if (!m) {
+    throw new TarFormatError(where, offset, `pax mtime is not a number: ${JSON.stringify(text)}`);
+  }
+  const frac = (m[2] ?? "").slice(0, 9).padEnd(9, "0");
+  return { sec: Number(m[1]), nsec: Number(frac) };
+}
+
+/** Decodes `LIBARCHIVE.xattr.<urlencoded name>=<base64 value>`. */
+function libarchiveXattr(encodedName: string, value: Uint8Array): [string, Uint8Array] {
+  const name = decodeURIComponent(encodedName);
+  const b64 = decoder.decode(value);
+  const bin = atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, "="));
+  return [name, Uint8Array.from(bin, (c) => c.charCodeAt(0))];
+}
+
+/**
+ * Reads a tar archive from a stream of chunks. Chunks are kept by reference until consumed, so
+ * the source must hand out fresh buffers (as `node:zlib` and the layout reader do).
+ *
+ * Call {@linkcode next} for each entry; its payload and padding may then be read with
+ * {@linkcode readPayload} and {@linkcode readPadding}, or are skipped by the next `next()`.
+ * When `next()` returns `null`, {@linkcode readTrailer} yields the rest of the input.
+ */
+export class TarReader {
+  readonly #queue: ByteReader;
+  #payloadLeft = 0;
+  #paddingLeft = 0;
+  #ended = false;
+  #globalPax = new Map<string, Uint8Array>();
+
+  /**
+   * @param source the archive bytes (uncompressed), in order.
+   * @param where names the archive in errors (a blob digest, a file path).
+   */
+  constructor(source: AsyncIterable<Uint8Array>, readonly where = "tar archive") {
+    this.#queue = new ByteReader(source);
+  }
+
+  /** Bytes of the archive consumed so far. */
+  get offset(): number {
+    return this.#queue.offset;
+  }
+
+  #fill(n: number): Promise<boolean> {
+    return this.#queue.fill(n);
+  }
+
+  async #take(n: number, what: string): Promise<Uint8Array> {
+    if (!(await this.#fill(n))) {
+      throw new TarFormatError(
+        this.where,
+        this.#queue.offset,
+        `archive truncated: expected ${n} bytes of ${what}, found ${this.#queue.length}`,
+      );
+    }
+    return this.#queue.take(n);
+  }
+
+  /** The next entry, or `null` at the end of the archive. Skips unread payload and padding. */
+  async next(): Promise<TarEntry | null> {
+    if (this.#ended) return null;
+    await this.#skipRest();
+    const parts: TarHeaderPart[] = [];
+    const raw: Uint8Array[] = [];
+    let rawLength = 0;
+    const start = this.#queue.offset;
+    let localPax: Map<string, Uint8Array> | null = null;
+    let longName: Uint8Array | null = null;
+    let longLink: Uint8Array | null = null;
+    const add = (typeflag: string, bytes: Uint8Array) => {
+      parts.push({ typeflag, start: rawLength, length: bytes.length });
+      raw.push(bytes);
+      rawLength += bytes.length;
+    };
+    for (;;) {
+      const have = await this.#fill(TAR_BLOCK_SIZE);
+      if (!have) {
+        if (this.#queue.length === 0 && parts.length === 0) {
+          // Clean end of input at a block boundary without end-of-archive blocks.
+          this.#ended = true;
+          return null;
+        }
+        throw new TarFormatError(
+          this.where,
+          this.#queue.offset,
+          parts.length > 0
+            ? `archive truncated after extension header(s) ${parts.map((p) => p.typeflag).join("")}`
+            : `archive truncated inside a header block (${this.#queue.length} of 512 bytes)`,
+        );
+      }
+      const peeked = this.#queue.peek(TAR_BLOCK_SIZE);
+      if (isZeroBlock(peeked)) {
+        if (parts.length > 0) {
+          throw new TarFormatError(
+            this.where,
+            this.#queue.offset,
+            `extension header(s) ${parts.map((p) => p.typeflag).join("")} not followed by an entry`,
+          );
+        }
+        this.#ended = true;
+        return null;
+      }
+      const blockOffset = this.#queue.offset;
+      const block = new Uint8Array(await this.#take(TAR_BLOCK_SIZE, "header"));
+      checkChecksum(block, this.where, blockOffset);
+      const typeflag = String.fromCharCode(block[156]);
+      if (typeflag === "x" || typeflag === "L" || typeflag === "K") {
+        const size = parseNumeric(block.subarray(124, 136), "size", this.where, blockOffset);
+        if (size > MAX_EXTENSION_SIZE) {
+          throw new TarFormatError(
+            this.where,
+            blockOffset,
+            `extension header ${typeflag} of ${size} bytes exceeds ${MAX_EXTENSION_SIZE}`,
+          );
+        }
+        const data = await this.#take(size + tarPadding(size), `${typeflag} extension data`);
+        const whole = new Uint8Array(TAR_BLOCK_SIZE + data.length);
+        whole.set(block);
+        whole.set(data, TAR_BLOCK_SIZE);
+        add(typeflag, whole);
+        const content = whole.subarray(TAR_BLOCK_SIZE, TAR_BLOCK_SIZE + size);
+        if (typeflag === "x") {
+          localPax ??= new Map();
+          for (const [k, v] of parsePaxRecords(content, this.where, blockOffset + 512)) {
+            localPax.set(k, v);
+          }
+        } else if (typeflag === "L") longName = cString(content).slice();
+        else longLink = cString(content).slice();
+        continue;
+      }
+      return await this.#mainHeader(block, blockOffset, typeflag, {
+        start,
+        parts,
+        raw,
+        add,
+        localPax,
+        longName,
+        longLink,
+      });
+    }
+  }
+
+  async #mainHeader(
+    block: Uint8Array,
+    blockOffset: number,
+    typeflag: string,
+    ctx: {
+      start: number;
+      parts: TarHeaderPart[];
+      raw: Uint8Array[];
+      add: (typeflag: string, bytes: Uint8Array) => void;
+      localPax: Map<string, Uint8Array> | null;
+      longName: Uint8Array | null;
+      longLink: Uint8Array | null;
+    },
+  ): Promise<TarEntry> {
+    const where = this.where;
+    const num = (from: number, to: number, name: string) =>
+      parseNumeric(block.subarray(from, to), name, where, blockOffset);
+    const magic = block.subarray(257, 263);
+    const version = block.subarray(263, 265);
+    let format: TarHeaderFormat = "v7";
+    if (eqAscii(magic, "ustar\0") && eqAscii(version, "00")) {
+      format = eqAscii(block.subarray(508, 512), "tar\0") ? "star" : "ustar";
+    } else if (eqAscii(magic, "ustar ") && eqAscii(version, " \0")) {
+      format = "gnu";
+    }
+    let type: TarEntryType = TYPES[typeflag] ?? "other";
+    let declaredSize = num(124, 136, "size");
+
+    if (typeflag === "g") {
+      // A global pax header is an entry of its own; its records apply to all later entries.
+      if (declaredSize > MAX_EXTENSION_SIZE) {
+        throw new TarFormatError(where, blockOffset, `global pax header of ${declaredSize} bytes`);
+      }
+      const data = await this.#take(declaredSize + tarPadding(declaredSize), "g extension data");
+      const whole = new Uint8Array(TAR_BLOCK_SIZE + data.length);
+      whole.set(block);
+      whole.set(data, TAR_BLOCK_SIZE);
+      ctx.add(typeflag, whole);
+      const records = parsePaxRecords(
+        whole.subarray(TAR_BLOCK_SIZE, TAR_BLOCK_SIZE + declaredSize),
+        where,
+        blockOffset + 512,
+      );
+      for (const [k, v] of records) {
+        if (v.length === 0) this.#globalPax.delete(k);
+        else this.#globalPax.set(k, v);
+      }
+      return this.#finish(
+        ctx,
+        block,
+        blockOffset,
+        typeflag,
+        type,
+        format,
+        records,
+        declaredSize,
+        0,
+      );
+    }
+
+    ctx.add(typeflag, block);
+    if (typeflag === "S" && format === "gnu" && block[482] !== 0) {
+      // Old GNU sparse: more sparse-map blocks follow the header, each flagging the next.
+      for (;;) {
+        const ext = new Uint8Array(await this.#take(TAR_BLOCK_SIZE, "GNU sparse extension"));
+        ctx.add("S", ext);
+        if (ext[504] === 0) break;
+      }
+    }
+    const pax = new Map(this.#globalPax);
+    for (const [k, v] of ctx.localPax ?? []) {
+      if (v.length === 0) pax.delete(k);
+      else pax.set(k, v);
+    }
+    if (pax.has("size")) declaredSize = paxNumber(pax.get("size")!, "size", where, blockOffset);
+    if (type === "file" && typeflag === "\0") {
+      const name = ctx.longName ?? pax.get("path") ?? cString(block.subarray(0, 100));
+      if (name.length > 0 && name[name.length - 1] === 0x2f) type = "directory";
+    }
+    const payloadSize = HEADER_ONLY.has(type) ? 0 : declaredSize;
+    return this.#finish(
+      ctx,
+      block,
+      blockOffset,
+      typeflag,
+      type,
+      format,
+      pax,
+      declaredSize,
+      payloadSize,
+    );
+  }
+
+  #finish(
+    ctx: {
+      start: number;
+      parts: TarHeaderPart[];
+      raw: Uint8Array[];
+      longName: Uint8Array | null;
+      longLink: Uint8Array | null;
+    },
+    block: Uint8Array,
+    blockOffset: number,
+    typeflag: string,
+    type: TarEntryType,
+    format: TarHeaderFormat,
+    pax: Map<string, Uint8Array>,
+    declaredSize: number,
+    payloadSize: number,
+  ): TarEntry {
+    const where = this.where;
+    const num = (from: number, to: number, name: string) =>
+      parseNumeric(block.subarray(from, to), name, where, blockOffset);
+    let path: Uint8Array = cString(block.subarray(0, 100));
+    if (format === "ustar" || format === "star") {
+      const prefix = cString(block.subarray(345, format === "star" ? 476 : 500));
+      if (prefix.length > 0) {
+        const joined = new Uint8Array(prefix.length + 1 + path.length);
+        joined.set(prefix);
+        joined[prefix.length] = 0x2f;
+        joined.set(path, prefix.length + 1);
+        path = joined;
+      }
+    }
+    if (ctx.longName) path = ctx.longName;
+    if (pax.has("path")) path = pax.get("path")!;
+    let linkPath: Uint8Array = cString(block.subarray(157, 257));
+    if (ctx.longLink) linkPath = ctx.longLink;
+    if (pax.has("linkpath")) linkPath = pax.get("linkpath")!;
+
+    const hasUstarFields = format !== "v7";
+    let uid = num(108, 116, "uid");
+    let gid = num(116, 124, "gid");
+    let mtime: TarTime = { sec: num(136, 148, "mtime"), nsec: 0 };
+    let uname = hasUstarFields ? decoder.decode(cString(block.subarray(265, 297))) : "";
+    let gname = hasUstarFields ? decoder.decode(cString(block.subarray(297, 329))) : "";
+    const devMajor = hasUstarFields ? num(329, 337, "devmajor") : 0;
+    const devMinor = hasUstarFields ? num(337, 345, "devminor") : 0;
+    if (pax.has("uid")) uid = paxNumber(pax.get("uid")!, "uid", where, blockOffset);
+    if (pax.has("gid")) gid = paxNumber(pax.get("gid")!, "gid", where, blockOffset);
+    if (pax.has("mtime")) mtime = paxTime(pax.get("mtime")!, where, blockOffset);
+    if (pax.has("uname")) uname = decoder.decode(pax.get("uname")!);
+    if (pax.has("gname")) gname = decoder.decode(pax.get("gname")!);
+
+    const xattrs = new Map<string, Uint8Array>();
+    let sparse = type === "gnu-sparse";
+    for (const [key, value] of pax) {
+      if (key.startsWith("GNU.sparse.")) sparse = true;
+      if (key.startsWith(XATTR_PREFIXES[0])) {
+        xattrs.set(key.slice(XATTR_PREFIXES[0].length), value);
+      } else if (key.startsWith(XATTR_PREFIXES[1])) {
+        const [name, v] = libarchiveXattr(key.slice(XATTR_PREFIXES[1].length), value);
+        if (!xattrs.has(name)) xattrs.set(name, v);
+      }
+    }
+
+    let rawHeader: Uint8Array;
+    if (ctx.raw.length === 1) rawHeader = ctx.raw[0];
+    else {
+      let total = 0;
+      for (const r of ctx.raw) total += r.length;
+      rawHeader = new Uint8Array(total);
+      let off = 0;
+      for (const r of ctx.raw) {
+        rawHeader.set(r, off);
+        off += r.length;
+      }
+    }
+    const payloadOffset = ctx.start + rawHeader.length;
+    this.#payloadLeft = payloadSize;
+    this.#paddingLeft = tarPadding(payloadSize);
+    return {
+      rawHeader,
+      headerParts: ctx.parts,
+      offset: ctx.start,
+      typeflag,
+      type,
+      format,
+      path,
+      pathText: decoder.decode(path),
+      linkPath,
+      linkPathText: decoder.decode(linkPath),
+      mode: num(100, 108, "mode"),
+      uid,
+      gid,
+      uname,
+      gname,
+      mtime,
+      devMajor,
+      devMinor,
+      xattrs,
+      pax,
+      sparse,
+      declaredSize,
+      payloadOffset,
+      payloadSize,
+      paddingSize: this.#paddingLeft,
+    };
+  }
+
+  /**
+   * The current entry's payload, in chunks (views into the input: copy what you keep).
+   * Ends after the payload; a second call yields what is left (nothing, once read).
+   */
+  async *readPayload(): AsyncGenerator<Uint8Array> {
+    while (this.#payloadLeft > 0) {
+      if (this.#queue.length === 0 && !(await this.#fill(1))) {
+        throw new TarFormatError(
+          this.where,
+          this.#queue.offset,
+          `archive truncated: ${this.#payloadLeft} payload bytes missing`,
+        );
+      }
+      const part = this.#queue.takeUpTo(this.#payloadLeft);
+      this.#payloadLeft -= part.length;
+      yield part;
+    }
+  }
+
+  /** The padding after the current entry's payload (skipping unread payload first). */
+  async readPadding(): Promise<Uint8Array> {
+    for await (const _ of this.readPayload()) { /* skip */ }
+    if (this.#paddingLeft === 0) return new Uint8Array(0);
+    const n = this.#paddingLeft;
+    this.#paddingLeft = 0;
+    return await this.#take(n, "padding");
+  }
+
+  async #skipRest(): Promise<void> {
+    if (this.#payloadLeft > 0 || this.#paddingLeft > 0) await this.readPadding();
+  }
+
+  /**
+   * Everything after the last entry: the end-of-archive zero blocks and any record padding or
+   * other bytes up to the end of the input. Only valid once {@linkcode next} returned `null`.
+   */
+  async *readTrailer(): AsyncGenerator<Uint8Array> {
+    if (!this.#ended) {
+      throw new Error("TarReader.readTrailer() called before the end of the archive");
+    }
+    for (;;) {
+      if (this.#queue.length === 0 && !(await this.#fill(1))) return;
+      yield this.#queue.takeUpTo(this.#queue.length);
+    }
+  }
+}
+
+function eqAscii(bytes: Uint8Array, text: string): boolean {
+  if (bytes.length !== text.length) return false;
+  for (let i = 0; i < text.length; i++) if (bytes[i] !== text.charCodeAt(i)) return false;
+  return true;
+}

@@ -1,0 +1,55 @@
+/** Shared helpers of the composefs tests: temporary repositories that are always removed. */
+
+import type { HashAlgorithm } from "../../../lib/digest/hash.ts";
+import { ComposefsRepo, type CreateRepoOptions } from "../../../lib/stores/composefs/repository.ts";
+
+/** Runs `fn` with a fresh temp directory, removed afterwards. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "unistore-cfs-" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Runs `fn` with a new repository in a temp dir (closed and removed afterwards). */
+export function withRepo<T>(
+  algorithm: HashAlgorithm,
+  fn: (repo: ComposefsRepo, dir: string) => Promise<T>,
+  opts: CreateRepoOptions = {},
+): Promise<T> {
+  return withTempDir(async (dir) => {
+    const repo = await ComposefsRepo.create(`${dir}/repo`, { algorithm, ...opts });
+    try {
+      return await fn(repo, dir);
+    } finally {
+      repo.close();
+    }
+  });
+}
+
+/** Concatenates chunks. */
+export function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Every file name below `dir` (recursive), relative, sorted; symlinks not followed. */
+export async function listTree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string) => {
+    for await (const e of Deno.readDir(rel ? `${dir}/${rel}` : dir)) {
+      const p = rel ? `${rel}/${e.name}` : e.name;
+      out.push(p);
+      if (e.isDirectory) await walk(p);
+    }
+  };
+  await walk("");
+  return out.sort();
+}
