@@ -9,13 +9,22 @@ import { AT, close, fstat, isType, O, openAt, read, S } from "../../ffi/fs.ts";
 import { FsVerityHasher } from "../digest/fsverity.ts";
 import { isHashAlgorithm, toHex } from "../digest/hash.ts";
 import { probeReflink } from "../reflink/probe.ts";
+import { HostRoot } from "../host/root.ts";
+import { ComposefsRepo } from "../stores/composefs/repository.ts";
+import { writeLayerTar } from "../stores/composefs/tar_layer.ts";
+import { ostreeChecksumOfPath } from "../stores/ostree/checksum.ts";
 import { parseCommandArgs } from "./args.ts";
 import { type Command, type CommandContext, formatHelp, UsageError } from "./context.ts";
 
 const SUBCOMMANDS = `subcommands:
   probe-reflink PATH [--json]          exit 0 when reflinks work in PATH's filesystem, 1 when not
   fsverity FILE [--alg sha256|sha512]  print FILE's fs-verity digest (4096-byte blocks, no salt;
-                                       default sha512, as bootc's composefs repository uses)`;
+                                       default sha512, as bootc's composefs repository uses)
+  ostree-checksum FILE                 print the ostree bare-mode checksum of FILE, computed from
+                                       its own owner, mode, xattrs and content (ostree ls -C)
+  cat-layer sha256:DIFFID [--from composefs]
+                                       write the layer's exact uncompressed tar to stdout,
+                                       reassembled from ROOT/sysroot/composefs`;
 
 const HELP = {
   usage: "unistore internals SUBCOMMAND [ARGS]",
@@ -107,6 +116,52 @@ function fsverityCommand(args: string[], ctx: CommandContext): number {
   }
 }
 
+function ostreeChecksumCommand(args: string[], ctx: CommandContext): number {
+  const { values, positionals } = parseCommandArgs(args, {
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    ctx.out(
+      "usage: unistore internals ostree-checksum FILE\n\n" +
+        "Prints the sha256 ostree gives FILE as a content object in a bare repository: the\n" +
+        "file header (owner, mode, symlink target, sorted xattrs) and the content. FILE may be\n" +
+        "a regular file or a symlink (not followed). Agrees with `ostree ls -C`.",
+    );
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError("ostree-checksum takes exactly one FILE");
+  ctx.out(ostreeChecksumOfPath(positionals[0]));
+  return 0;
+}
+
+async function catLayerCommand(args: string[], ctx: CommandContext): Promise<number> {
+  const { values, positionals } = parseCommandArgs(args, {
+    from: { type: "string", default: "composefs" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    ctx.out(
+      "usage: unistore internals cat-layer sha256:DIFFID [--from composefs]\n\n" +
+        "Writes the layer's exact uncompressed tar to stdout; its sha256 is DIFFID (checked\n" +
+        "after the last byte: a mismatch is an error, exit 1).",
+    );
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError("cat-layer takes exactly one DIFFID");
+  const diffId = positionals[0];
+  if (!/^sha256:[0-9a-f]{64}$/.test(diffId)) {
+    throw new UsageError(`expected a diff_id sha256:<64 hex>, found ${JSON.stringify(diffId)}`);
+  }
+  if (values.from !== "composefs") {
+    throw new UsageError(
+      `--from: this version reads composefs only, found ${JSON.stringify(values.from)}`,
+    );
+  }
+  using repo = await ComposefsRepo.open(new HostRoot(ctx.root).composefsRepo, { readOnly: true });
+  await writeLayerTar(repo, diffId, Deno.stdout.writable);
+  return 0;
+}
+
 /** The `internals` command. */
 export const internalsCommand: Command = {
   name: "internals",
@@ -118,6 +173,10 @@ export const internalsCommand: Command = {
         return Promise.resolve(probeReflinkCommand(rest, ctx));
       case "fsverity":
         return Promise.resolve(fsverityCommand(rest, ctx));
+      case "ostree-checksum":
+        return Promise.resolve(ostreeChecksumCommand(rest, ctx));
+      case "cat-layer":
+        return catLayerCommand(rest, ctx);
       case undefined:
       case "--help":
       case "-h":

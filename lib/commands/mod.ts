@@ -5,10 +5,12 @@
  */
 
 import type { Command } from "./context.ts";
+import { configCommand } from "./config.ts";
+import { imageCommand } from "./image.ts";
 import { internalsCommand } from "./internals.ts";
 
 /** Every available subcommand, in the order `--help` lists them. */
-export const COMMANDS: readonly Command[] = [internalsCommand];
+export const COMMANDS: readonly Command[] = [configCommand, imageCommand, internalsCommand];
 
 export type { Command, CommandContext } from "./context.ts";
 export { formatHelp, UsageError } from "./context.ts";

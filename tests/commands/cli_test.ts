@@ -128,3 +128,35 @@ fsTest("internals probe-reflink: exit 1 and the reason on ext4; a file probes it
   const entries = [...Deno.readDirSync(fs.mountpoint)].map((e) => e.name).sort();
   assert.deepEqual(entries, ["file", "lost+found"], "the probe left nothing behind");
 });
+
+toolTest(
+  "internals ostree-checksum agrees with `ostree ls -C` for a file and a symlink",
+  [{ bin: "ostree", pkg: "ostree" }],
+  async (bins) => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.mkdir(`${dir}/tree`);
+      await Deno.writeTextFile(`${dir}/tree/file`, "x".repeat(65));
+      await Deno.chmod(`${dir}/tree/file`, 0o4755);
+      await Deno.symlink("../etc/passwd", `${dir}/tree/link`);
+      const repo = `${dir}/repo`;
+      const ostree = (...a: string[]) => run([bins.ostree, `--repo=${repo}`, ...a]);
+      assert.equal((await ostree("init", "--mode=bare")).code, 0);
+      const c = await ostree("commit", "--branch=t", `--tree=dir=${dir}/tree`);
+      assert.equal(c.code, 0, c.stderr);
+      const ls = await ostree("ls", "-C", "t", "/file", "/link");
+      for (const name of ["file", "link"]) {
+        const ours = await unistore("internals", "ostree-checksum", `${dir}/tree/${name}`);
+        assert.equal(ours.code, 0, ours.stderr);
+        // `ostree ls -C` lines: mode uid gid size checksum path [-> target]
+        const line = ls.stdout.split("\n").find((l) => l.includes(`/${name}`))!;
+        assert.equal(line.trim().split(/\s+/)[4], ours.stdout.trim(), name);
+      }
+      const dirRefused = await unistore("internals", "ostree-checksum", `${dir}/tree`);
+      assert.equal(dirRefused.code, 1);
+      assert.match(dirRefused.stderr, /not a regular file or symlink/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
