@@ -115,3 +115,16 @@ function stringLiteral(s: string, at: string): string {
   }
   return JSON.stringify(s);
 }
+
+/**
+ * Canonical JSON of JSON text: how ostree-ext stores the OCI manifest and config in an image's
+ * merge commit (canon-json's `to_canon_json_string`).
+ *
+ * @example
+ * ```ts
+ * canonicalizeJsonText('{ "b": 1.50, "a": 1e3 }'); // '{"a":1000,"b":1.5}'
+ * ```
+ */
+export function canonicalizeJsonText(text: string): string {
+  return canonicalJson(JSON.parse(text) as JsonValue);
+}

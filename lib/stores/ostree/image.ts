@@ -22,7 +22,11 @@
  */
 
 import { VERSION } from "../../version.ts";
-import { canonicalizeJsonText, canonicalJson } from "./canonical_json.ts";
+import {
+  canonicalizeJsonText,
+  canonicalJson,
+  type JsonValue,
+} from "../../format/canonical_json.ts";
 import {
   BOOTABLE_IMAGE_TRANSFORM,
   type TreeEntry,
@@ -87,7 +91,7 @@ export function imageCommitMetadata(input: ImageMetadataInput): VariantDictEntry
   }
   const json = (
     v: string | object,
-  ) => (typeof v === "string" ? canonicalizeJsonText(v) : canonicalJson(v));
+  ) => (typeof v === "string" ? canonicalizeJsonText(v) : canonicalJson(v as JsonValue));
   const entries: VariantDictEntry[] = [
     [META_CONFIG, CommitMeta.string(json(input.config))],
     [META_IMPORTER_VERSION, CommitMeta.string(input.importerVersion ?? `unistore ${VERSION}`)],

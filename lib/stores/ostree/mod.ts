@@ -14,7 +14,7 @@
  * | `transaction.ts` | `RepoTransaction`: staged object writes, publish, refs |
  * | `tree_entry.ts` | the entry stream producers hand to writers |
  * | `commit_writer.ts` | a tree (entry stream) → objects → commit → ref |
- * | `image.ts`, `canonical_json.ts` | ostree-ext image refs and merge-commit metadata |
+ * | `image.ts` (canonical JSON from `lib/format/`) | ostree-ext image refs and merge-commit metadata |
  * | `deployments.ts` | deployments, BLS entries, booted / staged / rollback |
  *
  * @module

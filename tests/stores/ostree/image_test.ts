@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { canonicalizeJsonText, canonicalJson } from "../../../lib/stores/ostree/canonical_json.ts";
+import { canonicalizeJsonText, canonicalJson } from "../../../lib/format/canonical_json.ts";
 import { OSTREE_EXT_LAYER_TRANSFORM } from "../../../lib/stores/ostree/commit_writer.ts";
 import {
   imageCommitMetadata,
