@@ -26,19 +26,10 @@
  * @module
  */
 
-import { Errno, isErrno, SysError } from "../../ffi/errno.ts";
-import {
-  close,
-  closeQuietly,
-  fsync,
-  linkTmpfile,
-  O,
-  openAt,
-  renameAt,
-  unlinkAt,
-  writeAll,
-} from "../../ffi/fs.ts";
+import { close } from "../../ffi/fs.ts";
+import { replaceFileAt } from "../../ffi/replace.ts";
 import { KeyFile, KeyFileError } from "../stores/ostree/keyfile.ts";
+import { OstreeRepo } from "../stores/ostree/repo.ts";
 import { HostFileError } from "./errors.ts";
 import { HOST_PATHS, type HostRoot } from "./root.ts";
 import { isUnifiedMode, UNIFIED_MODES, type UnifiedMode } from "./unified_mode.ts";
@@ -130,13 +121,10 @@ export function readBootcJson(root: HostRoot): BootcRepoMeta | null {
 
 /** Name of the file `bootc.json` goes through before the rename (bootc uses `bootc.json.tmp`). */
 const BOOTC_JSON_NAME = "bootc.json";
-const TMP_PREFIX = ".bootc.json.tmp-";
 
 /**
- * Writes `DIR/sysroot/composefs/bootc.json` with `mode`, atomically: the bytes go to an
- * O_TMPFILE (a named `.bootc.json.tmp-*` file where the filesystem has none) in the same dir,
- * are fsynced, linked under a temporary name and renamed over `bootc.json`, then the dir is
- * fsynced. Readers see the old file or the new one, never a part; a failure leaves the old
+ * Writes `DIR/sysroot/composefs/bootc.json` with `mode`, atomically (ffi/replace.ts): a
+ * fsynced temp file in the same dir renamed over `bootc.json`, then the dir fsynced. Readers see the old file or the new one, never a part; a failure leaves the old
  * file as it was and no temporary file behind. The composefs dir must exist (bootc's rule:
  * it is the composefs repository, created with mode 0700 by whoever creates the repo).
  *
@@ -152,45 +140,9 @@ export function writeBootcJson(root: HostRoot, mode: UnifiedMode): void {
     );
   }
   try {
-    const bytes = new TextEncoder().encode(formatBootcJson(mode));
-    const tmpName = `${TMP_PREFIX}${crypto.randomUUID()}`;
-    let fd = -1;
-    let named = false;
-    try {
-      try {
-        fd = openAt(dirfd, ".", O.TMPFILE | O.WRONLY, 0o644);
-      } catch (e) {
-        // Filesystems without O_TMPFILE say EOPNOTSUPP (or EISDIR on old kernels).
-        if (!(isErrno(e, "EOPNOTSUPP") || isErrno(e, "EISDIR"))) throw e;
-        fd = openAt(dirfd, tmpName, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o644);
-        named = true;
-      }
-      writeAll(fd, bytes);
-      fsync(fd);
-      if (!named) {
-        linkTmpfile(fd, dirfd, tmpName);
-        named = true;
-      }
-      renameAt(dirfd, tmpName, dirfd, BOOTC_JSON_NAME);
-      named = false;
-      fsync(dirfd);
-    } catch (e) {
-      if (named) {
-        try {
-          unlinkAt(dirfd, tmpName);
-        } catch (cleanup) {
-          if (!(cleanup instanceof SysError && cleanup.errno === Errno.ENOENT)) {
-            throw new AggregateError(
-              [e, cleanup],
-              `${root.bootcJson}: write failed and so did removing ${tmpName}`,
-            );
-          }
-        }
-      }
-      throw e;
-    } finally {
-      closeQuietly(fd);
-    }
+    replaceFileAt(dirfd, BOOTC_JSON_NAME, new TextEncoder().encode(formatBootcJson(mode)), {
+      mode: 0o644,
+    });
   } finally {
     close(dirfd);
   }
@@ -215,6 +167,19 @@ export function readOstreeComposefsBound(root: HostRoot): boolean {
     if (e instanceof KeyFileError) throw new HostFileError(root.path(rel), e.message, { cause: e });
     throw e;
   }
+}
+
+/**
+ * Writes the binding flag `[composefs] unified=true` into the host's ostree repo `config`
+ * (bootc `set_ostree_composefs_bound`), atomically and keeping every other line of the file.
+ *
+ * @throws {RepoConfigError} when the repo has no valid config.
+ */
+export async function writeOstreeComposefsBound(root: HostRoot): Promise<void> {
+  using repo = OstreeRepo.open(root.ostreeRepo);
+  await repo.updateConfig((kf) =>
+    kf.setBoolean(OSTREE_COMPOSEFS_GROUP, OSTREE_COMPOSEFS_UNIFIED_KEY, true)
+  );
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   readOstreeComposefsBound,
   readUnifiedFlags,
   writeBootcJson,
+  writeOstreeComposefsBound,
 } from "../../lib/host/flags.ts";
 import { HostRoot } from "../../lib/host/root.ts";
 import { fsTest } from "../harness/loopfs.ts";
@@ -233,3 +234,31 @@ async function fillFilesystem(dir: string): Promise<void> {
     }
   }
 }
+
+toolTest(
+  "the repo flag as unistore writes it: `ostree config get` reads true, the rest of config kept",
+  [{ bin: "ostree", pkg: "ostree" }],
+  async (bins) => {
+    const tree = { "sysroot/composefs/meta.json": "{}", "sysroot/ostree": { dir: true as const } };
+    await withHostTree(tree, async (root) => {
+      const ostree = (...a: string[]) => runOk([bins.ostree, `--repo=${root.ostreeRepo}`, ...a]);
+      await ostree("init", "--mode=bare");
+      await ostree("config", "set", "core.min-free-space-percent", "7");
+      await writeOstreeComposefsBound(root);
+      assert.equal((await ostree("config", "get", "composefs.unified")).stdout.trim(), "true");
+      assert.equal(
+        (await ostree("config", "get", "core.min-free-space-percent")).stdout.trim(),
+        "7",
+      );
+      assert.equal((await ostree("config", "get", "core.mode")).stdout.trim(), "bare");
+      assert.equal(readOstreeComposefsBound(root), true);
+      assert.equal(readUnifiedFlags(root).binding, "bound-only");
+      await writeOstreeComposefsBound(root); // idempotent
+      assert.equal(readOstreeComposefsBound(root), true);
+      const leftovers = [...Deno.readDirSync(root.ostreeRepo)].filter((e) =>
+        e.name.startsWith(".")
+      );
+      assert.deepEqual(leftovers.map((e) => e.name).filter((n) => n !== ".lock"), []);
+    });
+  },
+);

@@ -28,6 +28,8 @@ import {
   statAt,
 } from "../../../ffi/fs.ts";
 import { ofdTryLock, ofdUnlock } from "../../../ffi/lock.ts";
+import { replaceFileAt } from "../../../ffi/replace.ts";
+import { KeyFile } from "./keyfile.ts";
 import { fgetxattr, lgetAllXattrsAt } from "../../../ffi/xattr.ts";
 import {
   canonicalXattrs,
@@ -131,7 +133,8 @@ export class OstreeRepo implements Disposable {
   readonly path: string;
   /** A directory fd of the repository (closed by {@linkcode close}). */
   readonly dirfd: number;
-  readonly config: RepoConfig;
+  /** The parsed `config` (refreshed by {@linkcode updateConfig}). */
+  config: RepoConfig;
   #objectsFd: number;
   #closed = false;
 
@@ -247,6 +250,31 @@ export class OstreeRepo implements Disposable {
       }
     };
     return { kind, release, [Symbol.dispose]: release };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Config
+
+  /**
+   * Edits the repository `config` and replaces it atomically (as `ostree config set` does),
+   * re-reading the file first so changes made by others since {@linkcode open} are kept.
+   * Comments and unknown keys survive; the result must still parse as a supported repo config,
+   * else nothing is written.
+   *
+   * @example
+   * ```ts ignore
+   * await repo.updateConfig((kf) => kf.setBoolean("composefs", "unified", true));
+   * ```
+   */
+  async updateConfig(edit: (keyfile: KeyFile) => void): Promise<void> {
+    using _lock = await this.lock("shared");
+    const configPath = `${this.path}/config`;
+    const keyfile = KeyFile.parse(decoder.decode(readFileAt(this.dirfd, "config")), configPath);
+    edit(keyfile);
+    const text = keyfile.toString();
+    const parsed = parseRepoConfig(text, this.path);
+    replaceFileAt(this.dirfd, "config", new TextEncoder().encode(text), { mode: 0o644 });
+    this.config = parsed;
   }
 
   // -------------------------------------------------------------------------------------------
