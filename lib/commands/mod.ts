@@ -8,9 +8,15 @@ import type { Command } from "./context.ts";
 import { configCommand } from "./config.ts";
 import { imageCommand } from "./image.ts";
 import { internalsCommand } from "./internals.ts";
+import { setUnifiedCommand } from "./set_unified.ts";
 
 /** Every available subcommand, in the order `--help` lists them. */
-export const COMMANDS: readonly Command[] = [configCommand, imageCommand, internalsCommand];
+export const COMMANDS: readonly Command[] = [
+  configCommand,
+  imageCommand,
+  internalsCommand,
+  setUnifiedCommand,
+];
 
 export type { Command, CommandContext } from "./context.ts";
 export { formatHelp, UsageError } from "./context.ts";
