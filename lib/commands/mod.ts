@@ -6,6 +6,7 @@
 
 import type { Command } from "./context.ts";
 import { configCommand } from "./config.ts";
+import { duCommand } from "./du.ts";
 import { imageCommand } from "./image.ts";
 import { internalsCommand } from "./internals.ts";
 import { setUnifiedCommand } from "./set_unified.ts";
@@ -13,6 +14,7 @@ import { setUnifiedCommand } from "./set_unified.ts";
 /** Every available subcommand, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
   configCommand,
+  duCommand,
   imageCommand,
   internalsCommand,
   setUnifiedCommand,
