@@ -1,0 +1,322 @@
+/**
+ * tar-split: how containers-storage keeps the bytes of a layer tar that `diff/` cannot hold
+ * (headers, padding, end blocks), so the exact tar, and thus its DiffID, can be rebuilt later
+ * (specs/containers-storage.md §4; upstream vbatts/tar-split `tar/storage`).
+ *
+ * `overlay-layers/<id>.tar-split.gz` is gzip of newline-separated JSON entries, in tar order:
+ *
+ * ```
+ * {"type":2,"payload":"<base64 raw bytes>","position":0}
+ * {"type":1,"name":"etc/hello.txt","size":31,"payload":"<base64 CRC-64>","position":1}
+ * {"type":1,"name_raw":"<base64 name>","payload":null,"position":3}
+ * ```
+ *
+ * - type 2 (segment): raw archive bytes: the previous entry's padding, then every header block
+ *   of the next entry (pax/GNU extension headers included); after the last entry the end
+ *   blocks and anything after them, in chunks of at most 1 MiB.
+ * - type 1 (file): one per tar entry; `name` as stored in the header (`name_raw`, base64, when
+ *   it is not valid UTF-8), `size` the header's size (omitted when 0), `payload` the 8-byte
+ *   big-endian CRC-64/GO-ISO of the content, `null` when the size is 0.
+ * - `position` counts all entries from 0. Two file entries whose names clean to the same path
+ *   are refused (tar-split's `ErrDuplicatePath`).
+ *
+ * The JSON is written the way Go's `encoding/json` writes it (key order, `omitempty`, `<>&`
+ * escaped), so a layer unistore stores has the same tar-split lines as one c/storage stores.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import zlib from "node:zlib";
+import { writeAll } from "../../../ffi/fs.ts";
+import { TransformPump } from "../../oci/compression.ts";
+import { binaryFromBytes, type BinaryString, goClean, printable } from "./entry_path.ts";
+import { StoreFormatError, UnsupportedLayerError } from "./errors.ts";
+
+/** Entry type numbers. Swapping them turns headers into file names for every reader. */
+export const TAR_SPLIT_TYPE = { file: 1, segment: 2 } as const;
+
+/**
+ * Largest segment tar-split writes for the bytes after the last entry (`paddingChunkSize`).
+ * Readers accept any size; keeping it makes our files match c/storage's.
+ */
+export const TRAILER_CHUNK = 1 << 20;
+
+/** One tar-split entry. */
+export type TarSplitEntry =
+  | { type: "segment"; payload: Uint8Array; position: number }
+  | {
+    type: "file";
+    /** The entry name's bytes as a binary string (see entry_path.ts). */
+    name: BinaryString;
+    size: number;
+    /** 8-byte big-endian CRC-64 of the content; null when `size` is 0. */
+    crc: Uint8Array | null;
+    position: number;
+  };
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A string in Go `encoding/json` form: `<`, `>`, `&`, U+2028 and U+2029 escaped as `\uXXXX`. */
+function goJsonString(s: string): string {
+  return JSON.stringify(s).replace(
+    /[<>&\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+}
+
+/**
+ * One entry as a JSON line (with the trailing newline), byte-compatible with tar-split's Go
+ * packer.
+ *
+ * @example
+ * ```ts
+ * encodeTarSplitEntry({ type: "file", name: "etc/", size: 0, crc: null, position: 1 });
+ * // '{"type":1,"name":"etc/","payload":null,"position":1}\n'
+ * ```
+ */
+export function encodeTarSplitEntry(e: TarSplitEntry): string {
+  if (e.type === "segment") {
+    return `{"type":2,"payload":"${base64(e.payload)}","position":${e.position}}\n`;
+  }
+  let name = "";
+  const nameBytes = Uint8Array.from(e.name, (c) => c.charCodeAt(0));
+  try {
+    const text = strictUtf8.decode(nameBytes);
+    if (text !== "") name = `"name":${goJsonString(text)},`;
+  } catch {
+    name = `"name_raw":"${base64(nameBytes)}",`;
+  }
+  const size = e.size !== 0 ? `"size":${e.size},` : "";
+  const payload = e.crc === null ? "null" : `"${base64(e.crc)}"`;
+  return `{"type":1,${name}${size}"payload":${payload},"position":${e.position}}\n`;
+}
+
+function fromBase64(text: unknown, where: string, what: string): Uint8Array {
+  if (typeof text !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
+    throw new StoreFormatError(
+      where,
+      `${what}: expected base64, found ${JSON.stringify(text)?.slice(0, 60)}`,
+    );
+  }
+  return new Uint8Array(Buffer.from(text, "base64"));
+}
+
+/** Parses one JSON line of a tar-split file. */
+export function parseTarSplitLine(line: string, where: string): TarSplitEntry {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (e) {
+    throw new StoreFormatError(where, `expected a JSON tar-split entry: ${(e as Error).message}`);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new StoreFormatError(where, "expected a JSON object per tar-split line");
+  }
+  const o = v as Record<string, unknown>;
+  const position = o.position;
+  if (typeof position !== "number" || !Number.isSafeInteger(position)) {
+    throw new StoreFormatError(
+      where,
+      `tar-split entry without a numeric position: ${line.slice(0, 80)}`,
+    );
+  }
+  const at = `${where} entry ${position}`;
+  if (o.type === TAR_SPLIT_TYPE.segment) {
+    return {
+      type: "segment",
+      payload: o.payload === null ? new Uint8Array(0) : fromBase64(o.payload, at, "payload"),
+      position,
+    };
+  }
+  if (o.type !== TAR_SPLIT_TYPE.file) {
+    throw new StoreFormatError(at, `unknown tar-split entry type ${JSON.stringify(o.type)}`);
+  }
+  let name: BinaryString;
+  const raw = o.name_raw === undefined || o.name_raw === null
+    ? new Uint8Array(0)
+    : fromBase64(o.name_raw, at, "name_raw");
+  if (raw.length > 0) name = binaryFromBytes(raw);
+  else if (o.name === undefined) name = "";
+  else if (typeof o.name === "string") name = binaryFromBytes(new TextEncoder().encode(o.name));
+  else throw new StoreFormatError(at, `"name" should be a string, found ${JSON.stringify(o.name)}`);
+  const size = o.size ?? 0;
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
+    throw new StoreFormatError(
+      at,
+      `"size" should be a non-negative integer, found ${JSON.stringify(size)}`,
+    );
+  }
+  const crc = o.payload === null || o.payload === undefined
+    ? null
+    : fromBase64(o.payload, at, "payload");
+  if (crc !== null && crc.length !== 8) {
+    throw new StoreFormatError(
+      at,
+      `file payload should be an 8-byte CRC-64, found ${crc.length} bytes`,
+    );
+  }
+  return { type: "file", name, size, crc, position };
+}
+
+/** Go's `ErrDuplicatePath` check: the set of cleaned names seen so far. */
+export class DuplicatePathCheck {
+  readonly #seen = new Set<BinaryString>();
+  constructor(readonly where: string) {}
+
+  /** Throws {@linkcode UnsupportedLayerError} when `name` cleans to a path already seen. */
+  add(name: BinaryString): void {
+    const key = goClean(name);
+    if (this.#seen.has(key)) {
+      throw new UnsupportedLayerError(
+        this.where,
+        "the tar has more than one entry for this path; containers-storage (tar-split) refuses " +
+          "duplicate paths",
+        printable(name),
+      );
+    }
+    this.#seen.add(key);
+  }
+}
+
+/** Bytes buffered before they are handed to gzip: large enough to amortize the pump. */
+const GZIP_BATCH = 256 * 1024;
+
+/**
+ * Writes a tar-split file: entries are numbered, encoded and gzipped in batches straight to `fd` (memory stays flat in the layer size).
+ *
+ * @example
+ * ```ts ignore
+ * const ts = new TarSplitWriter(tmpFd, "layer abc");
+ * await ts.addSegment([header]);
+ * await ts.addFile(name, 5, crcBytes);
+ * await ts.finish();
+ * ```
+ */
+export class TarSplitWriter {
+  readonly #pump: TransformPump;
+  #position = 0;
+  #pending: string[] = [];
+  #pendingLength = 0;
+  #done = false;
+
+  constructor(readonly fd: number, readonly where: string) {
+    this.#pump = new TransformPump(zlib.createGzip(), where);
+  }
+
+  /** Adds one segment made of `parts` (skipped when empty, as tar-split does). */
+  async addSegment(parts: readonly Uint8Array[]): Promise<void> {
+    let total = 0;
+    for (const p of parts) total += p.length;
+    if (total === 0) return;
+    const payload = parts.length === 1 ? parts[0] : concat(parts, total);
+    await this.#push({ type: "segment", payload, position: this.#position++ });
+  }
+
+  /**
+   * Adds a file entry; `crc` must be given exactly when `size` > 0. Duplicate names are the
+   * caller's to refuse ({@linkcode DuplicatePathCheck}), before anything is extracted.
+   */
+  async addFile(name: BinaryString, size: number, crc: Uint8Array | null): Promise<void> {
+    await this.#push({ type: "file", name, size, crc, position: this.#position++ });
+  }
+
+  async #push(e: TarSplitEntry): Promise<void> {
+    const line = encodeTarSplitEntry(e);
+    this.#pending.push(line);
+    this.#pendingLength += line.length;
+    if (this.#pendingLength >= GZIP_BATCH) await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pending.length === 0) return;
+    const bytes = new TextEncoder().encode(this.#pending.join(""));
+    this.#pending = [];
+    this.#pendingLength = 0;
+    for (const out of await this.#pump.write(bytes)) writeAll(this.fd, new Uint8Array(out));
+  }
+
+  /** Flushes everything and ends the gzip stream. The caller fsyncs and names the file. */
+  async finish(): Promise<void> {
+    if (this.#done) return;
+    await this.#flush();
+    for (const out of await this.#pump.end()) writeAll(this.fd, new Uint8Array(out));
+    this.#done = true;
+  }
+
+  /** Drops the gzip stream after a failure. */
+  abort(): void {
+    if (!this.#done) this.#pump.destroy();
+    this.#done = true;
+  }
+}
+
+function concat(parts: readonly Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/**
+ * Reads tar-split entries from the (already decompressed) JSON lines in `chunks`, rejecting
+ * duplicate file names as tar-split's unpacker does.
+ */
+export async function* readTarSplitEntries(
+  chunks: AsyncIterable<Uint8Array>,
+  where: string,
+): AsyncGenerator<TarSplitEntry> {
+  const dups = new DuplicatePathCheck(where);
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let carry: Uint8Array[] = [];
+  let carryLength = 0;
+  let expect = 0;
+  const emit = (lineBytes: Uint8Array): TarSplitEntry | null => {
+    let text: string;
+    try {
+      text = decoder.decode(lineBytes);
+    } catch {
+      throw new StoreFormatError(where, `tar-split line ${expect} is not UTF-8`);
+    }
+    if (text.trim() === "") return null;
+    const e = parseTarSplitLine(text, where);
+    if (e.position !== expect) {
+      throw new StoreFormatError(
+        where,
+        `expected tar-split entry ${expect}, found position ${e.position}`,
+      );
+    }
+    expect++;
+    if (e.type === "file") dups.add(e.name);
+    return e;
+  };
+  for await (const chunk of chunks) {
+    let start = 0;
+    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+      let line = chunk.subarray(start, nl);
+      if (carryLength > 0) {
+        line = concat([...carry, line], carryLength + line.length);
+        carry = [];
+        carryLength = 0;
+      }
+      const e = emit(line);
+      if (e) yield e;
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      carry.push(chunk.slice(start));
+      carryLength += chunk.length - start;
+    }
+  }
+  if (carryLength > 0) {
+    const e = emit(concat(carry, carryLength));
+    if (e) yield e;
+  }
+}
