@@ -13,6 +13,7 @@ import { HostRoot } from "../host/root.ts";
 import { ComposefsRepo } from "../stores/composefs/repository.ts";
 import { writeLayerTar } from "../stores/composefs/tar_layer.ts";
 import { ostreeChecksumOfPath } from "../stores/ostree/checksum.ts";
+import { CStorage, writeLayerTarFromStore } from "../stores/cstorage/mod.ts";
 import { parseCommandArgs } from "./args.ts";
 import { type Command, type CommandContext, formatHelp, UsageError } from "./context.ts";
 
@@ -22,9 +23,10 @@ const SUBCOMMANDS = `subcommands:
                                        default sha512, as bootc's composefs repository uses)
   ostree-checksum FILE                 print the ostree bare-mode checksum of FILE, computed from
                                        its own owner, mode, xattrs and content (ostree ls -C)
-  cat-layer sha256:DIFFID [--from composefs]
+  cat-layer sha256:DIFFID [--from composefs|containers-storage]
                                        write the layer's exact uncompressed tar to stdout,
-                                       reassembled from ROOT/sysroot/composefs`;
+                                       reassembled from ROOT/sysroot/composefs (default) or
+                                       from bootc's containers-storage (tar-split + diff/)`;
 
 const HELP = {
   usage: "unistore internals SUBCOMMAND [ARGS]",
@@ -141,9 +143,10 @@ async function catLayerCommand(args: string[], ctx: CommandContext): Promise<num
   });
   if (values.help) {
     ctx.out(
-      "usage: unistore internals cat-layer sha256:DIFFID [--from composefs]\n\n" +
+      "usage: unistore internals cat-layer sha256:DIFFID [--from composefs|containers-storage]\n\n" +
         "Writes the layer's exact uncompressed tar to stdout; its sha256 is DIFFID (checked\n" +
-        "after the last byte: a mismatch is an error, exit 1).",
+        "after the last byte: a mismatch is an error, exit 1). From containers-storage every\n" +
+        "file's CRC-64 is checked against the layer's tar-split too.",
     );
     return 0;
   }
@@ -152,12 +155,24 @@ async function catLayerCommand(args: string[], ctx: CommandContext): Promise<num
   if (!/^sha256:[0-9a-f]{64}$/.test(diffId)) {
     throw new UsageError(`expected a diff_id sha256:<64 hex>, found ${JSON.stringify(diffId)}`);
   }
+  const host = new HostRoot(ctx.root);
+  if (values.from === "containers-storage") {
+    using store = await CStorage.open(host.bootcContainersStorage(), { readOnly: true });
+    const writer = Deno.stdout.writable.getWriter();
+    try {
+      await writeLayerTarFromStore(store, diffId, writer);
+      await writer.close();
+    } finally {
+      writer.releaseLock();
+    }
+    return 0;
+  }
   if (values.from !== "composefs") {
     throw new UsageError(
-      `--from: this version reads composefs only, found ${JSON.stringify(values.from)}`,
+      `--from: expected composefs or containers-storage, found ${JSON.stringify(values.from)}`,
     );
   }
-  using repo = await ComposefsRepo.open(new HostRoot(ctx.root).composefsRepo, { readOnly: true });
+  using repo = await ComposefsRepo.open(host.composefsRepo, { readOnly: true });
   await writeLayerTar(repo, diffId, Deno.stdout.writable);
   return 0;
 }

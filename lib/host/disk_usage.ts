@@ -140,9 +140,7 @@ function scanStore(path: string): Scan | null {
 
 /** Where the host's stores keep their file data. */
 export function storeLocations(root: HostRoot): StoreLocation[] {
-  const cstorage = root.isDir("sysroot/composefs/bootc/storage")
-    ? root.containersStorage("composefs")
-    : root.containersStorage("ostree");
+  const cstorage = root.bootcContainersStorage();
   return [
     { name: "ostree", path: `${root.ostreeRepo}/objects` },
     { name: "composefs", path: `${root.composefsRepo}/objects` },

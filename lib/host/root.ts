@@ -161,6 +161,16 @@ export class HostRoot {
   }
 
   /**
+   * bootc's containers-storage as found on this host: the native composefs location when it
+   * exists, else the ostree one (on composefs hosts `ostree/bootc` links to `composefs/bootc`).
+   */
+  bootcContainersStorage(): string {
+    return this.isDir(HOST_PATHS.composefsContainersStorage)
+      ? this.path(HOST_PATHS.composefsContainersStorage)
+      : this.path(HOST_PATHS.ostreeContainersStorage);
+  }
+
+  /**
    * The boot entries dir, relative to the root: `boot/loader/entries` when it exists (a booted
    * host, `/boot/loader` being ostree's `loader.N` symlink), else `sysroot/boot/loader/entries`.
    */

@@ -4,7 +4,10 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { buildAwkwardImage } from "../fixtures/oci/mod.ts";
-import { run } from "../harness/run.ts";
+import { buildRunnableImage } from "../fixtures/cstorage/images.ts";
+import { unmountBelow } from "../fixtures/cstorage/podman.ts";
+import { run, runOk } from "../harness/run.ts";
+import { toolTest } from "../harness/tools.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -13,9 +16,21 @@ function unistore(...args: string[]) {
 }
 
 /** Runs cat-layer and hashes its stdout as raw bytes. */
-async function catLayerSha256(root: string, diffId: string): Promise<string> {
+async function catLayerSha256(root: string, diffId: string, from = "composefs"): Promise<string> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, "--root", root, "internals", "cat-layer", diffId],
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      MAIN,
+      "--root",
+      root,
+      "internals",
+      "cat-layer",
+      diffId,
+      "--from",
+      from,
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -82,3 +97,33 @@ Deno.test("image import and cat-layer refuse bad input with usage or operational
     await Deno.remove(work, { recursive: true });
   }
 });
+
+toolTest(
+  "internals cat-layer --from containers-storage reproduces every diff_id of a skopeo-written store",
+  [{ bin: "skopeo", pkg: "skopeo" }],
+  async (bins) => {
+    const work = await Deno.makeTempDir({ prefix: "unistore-image-" });
+    const root = `${work}/host`;
+    const storage = `${root}/sysroot/ostree/bootc/storage`;
+    try {
+      const image = await buildRunnableImage(`${work}/oci`, "v1", { withoutBusybox: true });
+      await Deno.mkdir(storage, { recursive: true });
+      await runOk([
+        bins.skopeo,
+        "--tmpdir",
+        work,
+        "copy",
+        "--quiet",
+        `oci:${work}/oci:v1`,
+        `containers-storage:[overlay@${storage}+${work}/run]localhost/cat:v1`,
+      ], { env: { TMPDIR: work } });
+      await unmountBelow(storage);
+      for (const diffId of image.diffIds) {
+        assert.equal(await catLayerSha256(root, diffId, "containers-storage"), diffId);
+      }
+    } finally {
+      await unmountBelow(work);
+      await Deno.remove(work, { recursive: true });
+    }
+  },
+);
