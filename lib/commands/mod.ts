@@ -10,6 +10,7 @@ import { duCommand } from "./du.ts";
 import { imageCommand } from "./image.ts";
 import { internalsCommand } from "./internals.ts";
 import { setUnifiedCommand } from "./set_unified.ts";
+import { statusCommand } from "./status.ts";
 
 /** Every available subcommand, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -18,6 +19,7 @@ export const COMMANDS: readonly Command[] = [
   imageCommand,
   internalsCommand,
   setUnifiedCommand,
+  statusCommand,
 ];
 
 export type { Command, CommandContext } from "./context.ts";
