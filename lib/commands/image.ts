@@ -11,6 +11,7 @@ import { ComposefsRepo } from "../stores/composefs/repository.ts";
 import { importResolvedImage, parseOciLayoutRef } from "../stores/composefs/oci_image.ts";
 import { OciLayout } from "../oci/layout.ts";
 import { parseCommandArgs } from "./args.ts";
+import { commandProgress } from "./progress.ts";
 import { type Command, type CommandContext, formatHelp, UsageError } from "./context.ts";
 
 const IMPORT_HELP = {
@@ -66,14 +67,23 @@ async function importCommand(args: string[], ctx: CommandContext): Promise<numbe
     throw new Error(`${host.sysroot}: no such directory; is ${host.dir} the root of a bootc host?`);
   }
   using repo = await ComposefsRepo.ensure(host.composefsRepo);
+  const progress = commandProgress(ctx);
+  const layerSizes = image.manifest.layers.map((l) => l.size);
+  progress.begin("composefs-import", "Importing into composefs", source, {
+    bytes: layerSizes.reduce((a, b) => a + b, 0),
+    steps: layerSizes.length,
+  });
   const result = await importResolvedImage(repo, layout, image, {
     tagAs: tag ?? null,
     onEvent: (e) => {
+      if (e.kind === "layer-start") return;
+      const subtask = { id: e.diffId, description: `layer ${e.index + 1}/${layerSizes.length}` };
+      progress.advance({ bytes: layerSizes[e.index], steps: 1 }, subtask);
       if (!ctx.verbose) return;
-      if (e.kind === "layer-skipped") ctx.err(`layer ${e.diffId}: already present`);
-      if (e.kind === "layer-done") ctx.err(`layer ${e.diffId}: imported`);
+      ctx.err(`layer ${e.diffId}: ${e.kind === "layer-skipped" ? "already present" : "imported"}`);
     },
   });
+  progress.end();
   if (values.json) {
     ctx.out(JSON.stringify({
       source,
