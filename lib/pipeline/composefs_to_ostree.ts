@@ -40,7 +40,11 @@ import {
 } from "../stores/composefs/oci_image.ts";
 import { ComposefsNotFoundError } from "../stores/composefs/errors.ts";
 import { ComposefsRepo } from "../stores/composefs/repository.ts";
-import { BOOTABLE_IMAGE_TRANSFORM, type TreeTransform } from "../stores/ostree/commit_writer.ts";
+import {
+  BOOTABLE_IMAGE_TRANSFORM,
+  transformKeepsParts,
+  type TreeTransform,
+} from "../stores/ostree/commit_writer.ts";
 import { UnsupportedEntryError } from "../stores/ostree/errors.ts";
 import {
   listImages,
@@ -118,14 +122,11 @@ export interface SynthesisResult {
   stats: SynthesisStats;
 }
 
-// ostree-ext EXCLUDED_TOPLEVEL_PATHS, as lib/stores/ostree/commit_writer.ts filters them.
-const API_DIRS = new Set(["run", "tmp", "proc", "sys", "dev"]);
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const lossy = new TextDecoder("utf-8", { fatal: false });
 
 /**
- * Whether the ostree writer keeps `path` under `transform` (mirrors `transformPath` in
- * lib/stores/ostree/commit_writer.ts, which is not exported). Used to choose hardlink anchors
+ * Whether the ostree writer keeps `path` under `transform`. Used to choose hardlink anchors
  * the writer keeps and to report only unsupported paths that would have been written; a wrong
  * answer here can only make a hardlink fail loudly, never lose a file.
  */
@@ -136,11 +137,7 @@ export function transformKeeps(
   if (!transform) return true;
   const text = typeof path === "string" ? path : lossy.decode(path);
   const parts = text.split("/").filter((p) => p !== "" && p !== ".");
-  if (parts.length === 0) return true;
-  const first = parts[0];
-  if (first === "usr" || first === "etc" || first === "var") return true;
-  if (API_DIRS.has(first) && transform.emptyApiDirs) return parts.length === 1;
-  return transform.allowNonUsr;
+  return transformKeepsParts(parts, transform);
 }
 
 /** Why ostree cannot store `e`, or null when it can. */

@@ -170,6 +170,17 @@ function transformPath(parts: string[], t: Readonly<TreeTransform> | undefined):
   return { kind: "filtered", top: first };
 }
 
+/**
+ * Whether the commit writer keeps `path` (split into components) under transform `t`, or
+ * filters it out: lets a caller choose hardlink anchors the writer will keep.
+ */
+export function transformKeepsParts(
+  parts: string[],
+  t: Readonly<TreeTransform> | undefined,
+): boolean {
+  return transformPath(parts, t).kind === "keep";
+}
+
 function checkId(value: number, field: string, shown: string): void {
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
     throw new TreeEntryError(shown, `${field} must be an integer in [0, 2^32), found ${value}`);
