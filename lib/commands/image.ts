@@ -1,41 +1,133 @@
 /**
- * `unistore image import SOURCE [--to STORES]`: moving one image into the
- * host's stores. composefs is the hub (DESIGN §2): every import lands there
- * first.
+ * `unistore image list` and `unistore image import SOURCE [--to STORES]`: the
+ * host's stores seen as one. composefs is the hub (DESIGN §2): an import
+ * lands there first, and goes on to ostree from there by reflink.
  *
  * @module
  */
 
 import { HostRoot } from "../host/root.ts";
-import { ComposefsRepo } from "../stores/composefs/repository.ts";
-import { importResolvedImage, parseOciLayoutRef } from "../stores/composefs/oci_image.ts";
 import { OciLayout } from "../oci/layout.ts";
+import { importComposefsImageToOstree } from "../pipeline/composefs_to_ostree.ts";
+import { listHostImages } from "../pipeline/image_list.ts";
+import type { CopyPolicy } from "../reflink/place.ts";
+import {
+  importResolvedImage,
+  parseOciLayoutRef,
+  resolveTag,
+} from "../stores/composefs/oci_image.ts";
+import { ComposefsRepo } from "../stores/composefs/repository.ts";
 import { parseCommandArgs } from "./args.ts";
-import { commandProgress } from "./progress.ts";
 import { type Command, type CommandContext, formatHelp, UsageError } from "./context.ts";
+import { commandProgress } from "./progress.ts";
+
+const TARGETS = ["composefs", "ostree"] as const;
+type Target = typeof TARGETS[number];
 
 const IMPORT_HELP = {
-  usage: "unistore image import oci:DIR[:TAG] [--to composefs] [--json]",
-  summary: "Imports an image from an OCI layout into the host's composefs repository.",
-  details: `Every layer is decompressed, checked against its blob digest and diff_id, and stored as
-a splitstream whose file payloads are fs-verity-named objects; then the config and manifest,
-the tag TAG (when given) and bootc's localhost/bootc-<manifest digest> tag. Layers already
-present are skipped. The repository is ROOT/sysroot/composefs (created, sha512, if missing).
+  usage: "unistore image import SOURCE [--to composefs,ostree] [--require-reflinks]\n" +
+    "                             [--image-reference REF] [--json]",
+  summary: "Imports one image into the host's stores, through composefs.",
+  details: `SOURCE
+  oci:DIR[:TAG]    an OCI image layout: every layer is checked against its blob digest and
+                   diff_id and stored in ROOT/sysroot/composefs (created, sha512, if missing)
+                   with the tag TAG and bootc's localhost/bootc-<manifest digest> tag
+  composefs:REF    an image already in composefs, by tag or manifest digest
 
---json prints {"source", "store", "manifestDigest", "configDigest",
-  "layers": [{"diffId", "skipped"}], "tags": [...]}.`,
+--to               stores to put the image in (default composefs). ostree: the commit is
+                   synthesized from composefs by reflink under ostree/container/image/<ref>,
+                   with ostree-ext's metadata; already present commits are kept
+--require-reflinks fail (before writing) where a store cannot share blocks; default: copy
+--image-reference  the reference ostree records (default: SOURCE for oci:, the tag for
+                   composefs:)
+--json             {"source", "manifestDigest", "configDigest",
+                    "composefs": {"layers": [{"diffId", "skipped"}], "tags": [...]} | null,
+                    "ostree": {"ref", "commit", "skippedExisting", "reflinkedBytes",
+                               "copiedBytes"} | null}`,
+};
+
+const LIST_HELP = {
+  usage: "unistore image list [--json]",
+  summary: "Lists every image by config digest: its names, its stores, and whether it is live.",
+  details: `live: a boot entry (booted, staged, rollback or another deployment) reaches it.
+--json  [{"configDigest", "manifestDigests", "names", "inComposefs", "inOstree",
+          "inContainersStorage", "live"}]`,
 };
 
 const HELP = {
   usage: "unistore image SUBCOMMAND [ARGS]",
   summary: "Images across the host's stores.",
   details: `subcommands:
-  import oci:DIR[:TAG] [--to composefs] [--json]   import an OCI layout into composefs`,
+  list [--json]                                   every image, its names, stores, liveness
+  import SOURCE [--to composefs,ostree] [--json]  move one image into the stores`,
 };
+
+function parseTargets(list: string): Target[] {
+  const out: Target[] = [];
+  for (const raw of list.split(",").map((t) => t.trim()).filter((t) => t !== "")) {
+    if (!(TARGETS as readonly string[]).includes(raw)) {
+      throw new UsageError(
+        `--to: expected a list of ${TARGETS.join(", ")}, found ${JSON.stringify(raw)}`,
+      );
+    }
+    if (!out.includes(raw as Target)) out.push(raw as Target);
+  }
+  return out.length === 0 ? ["composefs"] : out;
+}
+
+interface ComposefsOutcome {
+  manifestDigest: string;
+  configDigest: string;
+  layers: { diffId: string; skipped: boolean }[];
+  tags: string[];
+}
+
+/** oci:DIR[:TAG] into composefs; the layout is read and checked before the host is touched. */
+async function importOciIntoComposefs(
+  source: string,
+  host: HostRoot,
+  ctx: CommandContext,
+): Promise<ComposefsOutcome> {
+  const { dir, tag } = parseOciLayoutRef(source);
+  const layout = await OciLayout.open(dir);
+  const image = await layout.resolveImage(tag);
+  if (!host.isDir("sysroot")) {
+    throw new Error(`${host.sysroot}: no such directory; is ${host.dir} the root of a bootc host?`);
+  }
+  using repo = await ComposefsRepo.ensure(host.composefsRepo);
+  const progress = commandProgress(ctx);
+  const sizes = image.manifest.layers.map((l) => l.size);
+  progress.begin("composefs-import", "Importing into composefs", source, {
+    bytes: sizes.reduce((a, b) => a + b, 0),
+    steps: sizes.length,
+  });
+  const result = await importResolvedImage(repo, layout, image, {
+    tagAs: tag ?? null,
+    onEvent: (e) => {
+      if (e.kind === "layer-start") return;
+      const subtask = { id: e.diffId, description: `layer ${e.index + 1}/${sizes.length}` };
+      progress.advance({ bytes: sizes[e.index], steps: 1 }, subtask);
+      if (ctx.verbose) {
+        ctx.err(
+          `layer ${e.diffId}: ${e.kind === "layer-skipped" ? "already present" : "imported"}`,
+        );
+      }
+    },
+  });
+  progress.end();
+  return {
+    manifestDigest: result.manifestDigest,
+    configDigest: result.configDigest,
+    layers: result.layers.map((l) => ({ diffId: l.diffId, skipped: l.skipped })),
+    tags: result.tags,
+  };
+}
 
 async function importCommand(args: string[], ctx: CommandContext): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, {
     to: { type: "string", default: "composefs" },
+    "require-reflinks": { type: "boolean" },
+    "image-reference": { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -45,65 +137,133 @@ async function importCommand(args: string[], ctx: CommandContext): Promise<numbe
   }
   if (positionals.length !== 1) throw new UsageError("image import takes exactly one SOURCE");
   const source = positionals[0];
-  if (!source.startsWith("oci:")) {
+  const targets = parseTargets(values.to);
+  const policy: CopyPolicy = values["require-reflinks"] ? "reflink-required" : "reflink-or-copy";
+  const host = new HostRoot(ctx.root);
+
+  let hub: ComposefsOutcome | null = null;
+  let hubRef: string;
+  let imageReference = values["image-reference"];
+  if (source.startsWith("oci:")) {
+    hub = await importOciIntoComposefs(source, host, ctx);
+    hubRef = hub.manifestDigest;
+    imageReference ??= source;
+  } else if (source.startsWith("composefs:")) {
+    hubRef = source.slice("composefs:".length);
+    if (hubRef === "") throw new UsageError("composefs: needs a tag or manifest digest");
+    if (targets.includes("composefs") && targets.length === 1) {
+      throw new UsageError(`${source} is already in composefs; name another store with --to`);
+    }
+  } else {
     throw new UsageError(
-      `unsupported source ${JSON.stringify(source)}: expected oci:DIR[:TAG]`,
+      `unsupported source ${JSON.stringify(source)}: expected oci:DIR[:TAG] or composefs:REF`,
     );
   }
-  const targets = values.to.split(",").map((t) => t.trim()).filter((t) => t !== "");
-  for (const t of targets) {
-    if (t !== "composefs") {
-      throw new UsageError(
-        `--to: this version imports into composefs only, found ${JSON.stringify(t)}`,
-      );
+
+  let ostree = null;
+  if (targets.includes("ostree")) {
+    if (!host.isDir("sysroot/ostree/repo")) {
+      throw new Error(`${host.ostreeRepo}: no ostree repository on this host`);
     }
+    const progress = commandProgress(ctx);
+    progress.begin("ostree-synthesis", "Synthesizing the ostree commit", hubRef, {});
+    const r = await importComposefsImageToOstree({
+      root: ctx.root,
+      ref: hubRef,
+      policy,
+      imageReference,
+    });
+    progress.end();
+    ostree = {
+      ref: r.ref,
+      commit: r.commit,
+      skippedExisting: r.skippedExisting,
+      reflinkedBytes: r.stats.reflinkedBytes,
+      copiedBytes: r.stats.copiedBytes,
+    };
+    hub ??= await describeComposefsImage(host, hubRef, r.manifestDigest, r.configDigest);
   }
-  const { dir, tag } = parseOciLayoutRef(source);
-  // The source is read and checked before anything is created on the host.
-  const layout = await OciLayout.open(dir);
-  const image = await layout.resolveImage(tag);
-  const host = new HostRoot(ctx.root);
-  if (!host.isDir("sysroot")) {
-    throw new Error(`${host.sysroot}: no such directory; is ${host.dir} the root of a bootc host?`);
-  }
-  using repo = await ComposefsRepo.ensure(host.composefsRepo);
-  const progress = commandProgress(ctx);
-  const layerSizes = image.manifest.layers.map((l) => l.size);
-  progress.begin("composefs-import", "Importing into composefs", source, {
-    bytes: layerSizes.reduce((a, b) => a + b, 0),
-    steps: layerSizes.length,
-  });
-  const result = await importResolvedImage(repo, layout, image, {
-    tagAs: tag ?? null,
-    onEvent: (e) => {
-      if (e.kind === "layer-start") return;
-      const subtask = { id: e.diffId, description: `layer ${e.index + 1}/${layerSizes.length}` };
-      progress.advance({ bytes: layerSizes[e.index], steps: 1 }, subtask);
-      if (!ctx.verbose) return;
-      ctx.err(`layer ${e.diffId}: ${e.kind === "layer-skipped" ? "already present" : "imported"}`);
-    },
-  });
-  progress.end();
+  const manifestDigest = hub?.manifestDigest ?? hubRef;
   if (values.json) {
     ctx.out(JSON.stringify({
       source,
-      store: "composefs",
-      manifestDigest: result.manifestDigest,
-      configDigest: result.configDigest,
-      layers: result.layers.map((l) => ({ diffId: l.diffId, skipped: l.skipped })),
-      tags: result.tags,
+      manifestDigest,
+      configDigest: hub?.configDigest ?? null,
+      composefs: hub && source.startsWith("oci:") ? { layers: hub.layers, tags: hub.tags } : null,
+      ostree,
     }));
-  } else if (!ctx.quiet) {
-    const fresh = result.layers.filter((l) => !l.skipped).length;
-    ctx.out(
-      `imported ${source} into composefs (${host.composefsRepo})\n` +
-        `  config:   ${result.configDigest}\n` +
-        `  manifest: ${result.manifestDigest}\n` +
-        `  layers:   ${result.layers.length} (${fresh} imported, ` +
-        `${result.layers.length - fresh} already present)\n` +
-        `  tags:     ${result.tags.join(", ") || "(none)"}`,
+    return 0;
+  }
+  if (ctx.quiet) return 0;
+  const lines = [`imported ${source}`];
+  if (hub && source.startsWith("oci:")) {
+    const fresh = hub.layers.filter((l) => !l.skipped).length;
+    lines.push(
+      `  composefs: config ${hub.configDigest}`,
+      `             manifest ${hub.manifestDigest}`,
+      `             ${hub.layers.length} layers (${fresh} imported, ` +
+        `${hub.layers.length - fresh} already present); tags: ${hub.tags.join(", ") || "(none)"}`,
     );
   }
+  if (ostree) {
+    const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+    lines.push(
+      ostree.skippedExisting
+        ? `  ostree:    ${ostree.ref} -> ${ostree.commit} (already synthesized)`
+        : `  ostree:    ${ostree.ref} -> ${ostree.commit} (${mib(ostree.reflinkedBytes)} MiB ` +
+          `reflinked, ${mib(ostree.copiedBytes)} MiB copied)`,
+    );
+  }
+  ctx.out(lines.join("\n"));
+  return 0;
+}
+
+async function describeComposefsImage(
+  host: HostRoot,
+  ref: string,
+  manifestDigest: string,
+  configDigest: string,
+): Promise<ComposefsOutcome> {
+  using repo = await ComposefsRepo.open(host.composefsRepo, { readOnly: true });
+  const digest = ref.startsWith("sha256:") ? ref : resolveTag(repo, ref) ?? manifestDigest;
+  return { manifestDigest: digest, configDigest, layers: [], tags: [] };
+}
+
+async function listCommand(args: string[], ctx: CommandContext): Promise<number> {
+  const { values, positionals } = parseCommandArgs(args, {
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    ctx.out(formatHelp(LIST_HELP));
+    return 0;
+  }
+  if (positionals.length > 0) throw new UsageError("image list takes no arguments");
+  const images = await listHostImages(new HostRoot(ctx.root));
+  if (values.json) {
+    ctx.out(JSON.stringify(images));
+    return 0;
+  }
+  if (images.length === 0) {
+    ctx.out("no images in any store");
+    return 0;
+  }
+  const rows = [["IMAGE ID", "COMPOSEFS", "OSTREE", "C-STORAGE", "LIVE", "NAMES"]];
+  const yes = (b: boolean) => (b ? "yes" : "-");
+  for (const img of images) {
+    rows.push([
+      img.configDigest.replace(/^sha256:/, "").slice(0, 12),
+      yes(img.inComposefs),
+      yes(img.inOstree),
+      yes(img.inContainersStorage),
+      yes(img.live),
+      img.names.join(", "),
+    ]);
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  ctx.out(
+    rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join("  ").trimEnd()).join("\n"),
+  );
   return 0;
 }
 
@@ -116,6 +276,8 @@ export const imageCommand: Command = {
     switch (sub) {
       case "import":
         return await importCommand(rest, ctx);
+      case "list":
+        return await listCommand(rest, ctx);
       case undefined:
       case "--help":
       case "-h":

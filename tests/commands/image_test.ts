@@ -7,7 +7,10 @@ import { buildAwkwardImage } from "../fixtures/oci/mod.ts";
 import { buildRunnableImage } from "../fixtures/cstorage/images.ts";
 import { unmountBelow } from "../fixtures/cstorage/podman.ts";
 import { run, runOk } from "../harness/run.ts";
-import { toolTest } from "../harness/tools.ts";
+import { findTool, toolTest } from "../harness/tools.ts";
+import { fsTest } from "../harness/loopfs.ts";
+import { buildOstreeSysroot } from "../host/ostree_sysroot.ts";
+import { buildBootableImage } from "../pipeline/bootable_image.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -50,9 +53,16 @@ Deno.test("image import oci: into composefs, then cat-layer reproduces every dif
     const report = JSON.parse(first.stdout);
     assert.equal(report.configDigest, image.configDigest);
     assert.equal(report.manifestDigest, image.manifestDigest);
-    assert.deepEqual(report.layers.map((l: { diffId: string }) => l.diffId), image.diffIds);
-    assert.ok(report.layers.every((l: { skipped: boolean }) => !l.skipped));
-    assert.deepEqual(report.tags.sort(), ["localhost/bootc-" + image.manifestDigest, "v1"].sort());
+    assert.deepEqual(
+      report.composefs.layers.map((l: { diffId: string }) => l.diffId),
+      image.diffIds,
+    );
+    assert.ok(report.composefs.layers.every((l: { skipped: boolean }) => !l.skipped));
+    assert.deepEqual(
+      report.composefs.tags.sort(),
+      ["localhost/bootc-" + image.manifestDigest, "v1"].sort(),
+    );
+    assert.equal(report.ostree, null);
     assert.equal((await Deno.stat(`${root}/sysroot/composefs/meta.json`)).isFile, true);
 
     for (const diffId of image.diffIds) {
@@ -61,10 +71,12 @@ Deno.test("image import oci: into composefs, then cat-layer reproduces every dif
 
     const again = await unistore("--root", root, "image", "import", `oci:${work}/oci:v1`, "--json");
     assert.equal(again.code, 0, again.stderr);
-    assert.ok(JSON.parse(again.stdout).layers.every((l: { skipped: boolean }) => l.skipped));
+    assert.ok(
+      JSON.parse(again.stdout).composefs.layers.every((l: { skipped: boolean }) => l.skipped),
+    );
 
     const human = await unistore("--root", root, "image", "import", `oci:${work}/oci:v1`);
-    assert.match(human.stdout, /layers: {3}\d+ \(0 imported, \d+ already present\)/);
+    assert.match(human.stdout, /\d+ layers \(0 imported, \d+ already present\)/);
   } finally {
     await Deno.remove(work, { recursive: true });
   }
@@ -75,7 +87,7 @@ Deno.test("image import and cat-layer refuse bad input with usage or operational
   try {
     const badSource = await unistore("--root", work, "image", "import", "docker.io/x");
     assert.equal(badSource.code, 2);
-    assert.match(badSource.stderr, /expected oci:DIR\[:TAG\]/);
+    assert.match(badSource.stderr, /expected oci:DIR\[:TAG\] or composefs:REF/);
     const badTarget = await unistore("--root", work, "image", "import", "oci:/x", "--to", "nfs");
     assert.equal(badTarget.code, 2);
     assert.match(badTarget.stderr, /"nfs"/);
@@ -127,3 +139,69 @@ toolTest(
     }
   },
 );
+
+fsTest("image import --to composefs,ostree, then image list: one image in two stores", [
+  "xfs",
+], async (fs) => {
+  const ostree = findTool("ostree");
+  assert.ok(ostree, "ostree not found (apt-get install ostree)");
+  await buildOstreeSysroot(ostree, fs.mountpoint, 1);
+  const image = await buildBootableImage(`${fs.mountpoint}/oci`, "v2");
+  const r = await unistore(
+    "--root",
+    fs.mountpoint,
+    "image",
+    "import",
+    `oci:${fs.mountpoint}/oci:v2`,
+    "--to",
+    "composefs,ostree",
+    "--require-reflinks",
+    "--json",
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.equal(report.manifestDigest, image.manifestDigest);
+  assert.equal(report.ostree.skippedExisting, false);
+  assert.equal(report.ostree.copiedBytes, 0, "everything reflinked on XFS");
+  await runOk([ostree, `--repo=${fs.mountpoint}/sysroot/ostree/repo`, "fsck", "--quiet"]);
+  const meta = await runOk([
+    ostree,
+    `--repo=${fs.mountpoint}/sysroot/ostree/repo`,
+    "show",
+    report.ostree.commit,
+    "--print-metadata-key=ostree-ext.composefs-synthesized",
+  ]);
+  assert.equal(meta.stdout.trim(), "true");
+
+  const list = await unistore("--root", fs.mountpoint, "image", "list", "--json");
+  assert.equal(list.code, 0, list.stderr);
+  const images = JSON.parse(list.stdout);
+  const mine = images.find((i: { configDigest: string }) => i.configDigest === image.configDigest);
+  assert.ok(mine, list.stdout);
+  assert.deepEqual(
+    [mine.inComposefs, mine.inOstree, mine.inContainersStorage, mine.live],
+    [true, true, false, false],
+  );
+  assert.ok(mine.names.includes("v2"));
+
+  // composefs:REF on to ostree again: already there.
+  const again = await unistore(
+    "--root",
+    fs.mountpoint,
+    "image",
+    "import",
+    `composefs:v2`,
+    "--to",
+    "ostree",
+    "--image-reference",
+    `oci:${fs.mountpoint}/oci:v2`,
+    "--json",
+  );
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(JSON.parse(again.stdout).ostree.skippedExisting, true);
+  const human = await unistore("--root", fs.mountpoint, "image", "list");
+  assert.match(
+    human.stdout,
+    new RegExp(`${image.configDigest.slice(7, 19)}\\s+yes\\s+yes\\s+-\\s+-\\s+`),
+  );
+}, { sizeMiB: 512 });
