@@ -171,14 +171,23 @@ function transformPath(parts: string[], t: Readonly<TreeTransform> | undefined):
 }
 
 /**
- * Whether the commit writer keeps `path` (split into components) under transform `t`, or
- * filters it out: lets a caller choose hardlink anchors the writer will keep.
+ * Where the commit writer puts `path` (split into components) under transform `t` (`/etc` →
+ * `/usr/etc`, ...), or null when it filters the path out.
  */
+export function transformedParts(
+  parts: string[],
+  t: Readonly<TreeTransform> | undefined,
+): string[] | null {
+  const m = transformPath(parts, t);
+  return m.kind === "keep" ? m.parts : null;
+}
+
+/** Whether the commit writer keeps `path` under `t`: lets a caller choose hardlink anchors. */
 export function transformKeepsParts(
   parts: string[],
   t: Readonly<TreeTransform> | undefined,
 ): boolean {
-  return transformPath(parts, t).kind === "keep";
+  return transformedParts(parts, t) !== null;
 }
 
 function checkId(value: number, field: string, shown: string): void {
