@@ -5,6 +5,7 @@
  */
 
 import type { Command } from "./context.ts";
+import { applyConfigCommand } from "./apply_config.ts";
 import { configCommand } from "./config.ts";
 import { duCommand } from "./du.ts";
 import { imageCommand } from "./image.ts";
@@ -14,6 +15,7 @@ import { statusCommand } from "./status.ts";
 
 /** Every available subcommand, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
+  applyConfigCommand,
   configCommand,
   duCommand,
   imageCommand,

@@ -1,0 +1,490 @@
+/**
+ * containers-storage → composefs: an image of a containers-storage store (overlay driver)
+ * imported into a composefs repository as the OCI streams composefs-rs writes, its file objects
+ * cloned from the layers' `diff/` files (bootc PR #2205 `pull_composefs_unified` stage 2,
+ * `LocalFetchOpt::ZeroCopy`; DESIGN §4).
+ *
+ * 1. The image is read from the store: config (big data `sha256:<id>`, which must hash to the
+ *    image id), manifest (the bytes the store holds, often the registry's, with compressed layer
+ *    digests: kept as they are, their sha256 is the manifest digest in composefs), and the layer
+ *    chain, whose `diff-digest`s must be the config's `rootfs.diff_ids`.
+ * 2. When a layer stream is missing, reflinks are probed from the store into the repository;
+ *    under `reflink-required` a filesystem without them fails here, before anything is written.
+ * 3. Each missing layer's exact tar is rebuilt from its tar-split and `diff/` files
+ *    ({@linkcode CStorage.layerTarParts}) and split as composefs-rs splits a layer
+ *    (specs/composefs-repo.md §5.10): headers, padding, small payloads inline; each regular
+ *    file over 64 bytes becomes an object CLONED from its `diff/` file, named by the fs-verity
+ *    digest of the bytes placed (measured by the kernel in secure repositories). Those bytes are
+ *    read once, and in that same pass feed the fs-verity digest, the file's CRC-64 (checked
+ *    against tar-split, as c/storage does when it rebuilds a tar) and the layer's sha256, which
+ *    must equal the diff_id before the stream is registered (`syncfs`, then the symlink).
+ * 4. Then the config stream (named refs: each diff_id → its layer stream) and the manifest
+ *    stream (`config:<digest>` and the diff_ids), each holding the JSON bytes as one object;
+ *    then the tags. Present streams are skipped, so a second import writes nothing.
+ *
+ * A failure leaves at most objects no stream references (GC removes them) and the streams of
+ * layers that were complete; no manifest stream, no tag.
+ *
+ * @module
+ */
+
+import { close, read } from "../../ffi/fs.ts";
+import { Crc64Iso } from "../digest/crc64.ts";
+import { FsVerityHasher } from "../digest/fsverity.ts";
+import { StreamingHash, toHex } from "../digest/hash.ts";
+import { sha256Digest } from "../oci/digest.ts";
+import { DigestMismatchError } from "../oci/errors.ts";
+import { parseImageConfig, parseManifest } from "../oci/manifest.ts";
+import { TarReader } from "../oci/tar.ts";
+import { ReflinkUnsupportedError } from "../reflink/errors.ts";
+import {
+  type ByteSink,
+  cloneToTmpfile,
+  type CopyPolicy,
+  discardClone,
+  type PlaceMethod,
+} from "../reflink/place.ts";
+import { probeReflink, type ReflinkProbe } from "../reflink/probe.ts";
+import { ComposefsNotFoundError, RepoReadOnlyError } from "../stores/composefs/errors.ts";
+import {
+  bootcTagFor,
+  configStreamName,
+  type ImportedLayer,
+  layerStreamName,
+  manifestStreamName,
+  tagImage,
+} from "../stores/composefs/oci_image.ts";
+import type { ObjectId } from "../stores/composefs/object_id.ts";
+import type { ComposefsRepo, ObjectOutcome } from "../stores/composefs/repository.ts";
+import {
+  CONTENT_TYPE,
+  INLINE_CONTENT_MAX,
+  SplitStreamWriter,
+} from "../stores/composefs/splitstream.ts";
+import type { LayerSplitStats } from "../stores/composefs/tar_layer.ts";
+import {
+  type CStorage,
+  LayerIntegrityError,
+  type LayerRecord,
+  type LayerTarPart,
+} from "../stores/cstorage/mod.ts";
+import { LayerStreamError, PipelineError } from "./errors.ts";
+
+/**
+ * Mode of a new object: what composefs-rs gives objects (0644), as
+ * lib/stores/composefs/repository.ts writes them; another mode is still a valid object, but
+ * would differ from the objects composefs-rs and `ensureObjectFromFd` write.
+ */
+const OBJECT_MODE = 0o644;
+/** Read size for small payloads read from `diff/`. */
+const READ_CHUNK = 1 << 20;
+
+/** Options of {@linkcode importCStorageImageToComposefs}. */
+export interface CStorageImportOptions {
+  /** `reflink-required` fails (before writing) without reflinks; `reflink-or-copy` copies. */
+  policy: CopyPolicy;
+  /** Tag for the image in the repository (`streams/refs/oci/<encoded>`); default none. */
+  tagAs?: string | null;
+  /** Also tag `localhost/bootc-<manifest digest>` (bootc's host image GC root); default true. */
+  bootcTag?: boolean;
+}
+
+/** Counters of one layer split from containers-storage. */
+export interface CStorageLayerStats extends LayerSplitStats {
+  /** Bytes of external chunks placed into new or existing objects, by how they were placed. */
+  placedBytes: Record<PlaceMethod, number>;
+}
+
+/** One layer of the imported image. */
+export interface CStorageImportedLayer extends ImportedLayer {
+  /** The containers-storage layer it was read from. */
+  layerId: string;
+  stats?: CStorageLayerStats;
+}
+
+/** What {@linkcode importCStorageImageToComposefs} did. */
+export interface CStorageImportResult {
+  /** The containers-storage image id (hex of the config digest). */
+  imageId: string;
+  manifestDigest: string;
+  configDigest: string;
+  diffIds: string[];
+  manifestStreamId: ObjectId;
+  configStreamId: ObjectId;
+  layers: CStorageImportedLayer[];
+  /** Tags created or confirmed. */
+  tags: string[];
+  /** The manifest stream existed before: the image was already complete. */
+  manifestSkipped: boolean;
+  /** The reflink probe (absent when no layer had to be written). */
+  probe?: ReflinkProbe;
+}
+
+/** Probes FICLONE from the store's graph root into composefs's `objects/` (or its root). */
+function probeFrom(cstore: CStorage, cfsRepo: ComposefsRepo): ReflinkProbe {
+  let dst: number;
+  try {
+    dst = cfsRepo.objectsDirfd();
+  } catch (e) {
+    if (!(e instanceof ComposefsNotFoundError)) throw e;
+    dst = cfsRepo.dirfd; // objects/ does not exist yet: probing must not create it
+  }
+  return probeReflink(dst, cstore.root.fd);
+}
+
+/**
+ * Places all of `srcFd` as an object of `repo` by reflink (or copy, as `policy` allows), feeding
+ * the placed bytes to `sink` in the same pass that names the object (composefs-rs path 3, like
+ * `ComposefsRepo.ensureObjectFromFd`, plus the caller's sink). `accept` runs after the bytes are
+ * placed and before the object is linked: throwing there discards the clone.
+ */
+function cloneObject(
+  repo: ComposefsRepo,
+  srcFd: number,
+  opts: { policy: CopyPolicy; sink: ByteSink; what: string; accept: (size: number) => void },
+): { id: ObjectId; size: number; method: PlaceMethod; outcome: ObjectOutcome } {
+  const objects = repo.objectsDirfd(true);
+  // Insecure repositories are named by the userspace digest; secure ones by the kernel's.
+  const verity = repo.verity === "insecure" ? new FsVerityHasher(repo.algorithm) : undefined;
+  const tmp = cloneToTmpfile(srcFd, objects, {
+    policy: opts.policy,
+    mode: OBJECT_MODE,
+    what: opts.what,
+    sink: {
+      update(chunk: Uint8Array) {
+        verity?.update(chunk);
+        opts.sink.update(chunk);
+      },
+    },
+  });
+  try {
+    opts.accept(tmp.size);
+  } catch (e) {
+    discardClone(tmp);
+    throw e;
+  }
+  // finishStaged releases the staged file on every path.
+  const r = repo.finishStaged(tmp, verity ?? new FsVerityHasher(repo.algorithm), tmp.size);
+  return { id: r.id, size: tmp.size, method: tmp.method, outcome: r.outcome };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array | null): boolean {
+  return b !== null && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+// Stands in for file content in the tar stream the reader parses: never written to.
+const PLACEHOLDER = new Uint8Array(1 << 20);
+
+/**
+ * Splits layer `layer` of `cstore` into objects and a layer splitstream of `repo` (not
+ * registered): one pass over its tar-split and its `diff/` files, see the module doc.
+ */
+async function splitStoreLayer(
+  repo: ComposefsRepo,
+  cstore: CStorage,
+  layer: LayerRecord,
+  diffId: string,
+  policy: CopyPolicy,
+): Promise<{ id: ObjectId; stats: CStorageLayerStats }> {
+  const where = `${cstore.path}: layer ${layer.id} (${diffId})`;
+  const diffDir = `${cstore.path}/overlay/${layer.id}/diff`;
+  // The tar reader parses segments with placeholders for file content, so that no file is read
+  // before it is known whether it becomes an object (cloned) or inline data (read).
+  const files: { part: Extract<LayerTarPart, { type: "file" }>; offset: number }[] = [];
+  let offset = 0;
+  const parts = cstore.layerTarParts(layer.id); // holds the layer store's read lock until done
+  const source = (async function* (): AsyncGenerator<Uint8Array> {
+    for await (const p of parts) {
+      if (p.type === "segment") {
+        offset += p.bytes.length;
+        yield p.bytes;
+        continue;
+      }
+      if (p.size === 0) continue;
+      files.push({ part: p, offset });
+      for (let left = p.size; left > 0;) {
+        const n = Math.min(left, PLACEHOLDER.length);
+        offset += n;
+        left -= n;
+        yield PLACEHOLDER.subarray(0, n);
+      }
+    }
+  })();
+
+  const alg = diffId.startsWith("sha512:") ? "sha512" : "sha256";
+  const sha = new StreamingHash(alg);
+  const stats: CStorageLayerStats = {
+    entries: 0,
+    externalChunks: 0,
+    newObjects: 0,
+    externalBytes: 0,
+    inlineBytes: 0,
+    size: 0,
+    placedBytes: { reflink: 0, copy_file_range: 0, readwrite: 0 },
+  };
+  const tar = new TarReader(source, where);
+  const w = new SplitStreamWriter(repo, CONTENT_TYPE.ociLayer);
+  const inline = (bytes: Uint8Array) => {
+    sha.update(bytes);
+    w.writeInline(bytes);
+  };
+  try {
+    for (let e = await tar.next(); e !== null; e = await tar.next()) {
+      stats.entries++;
+      if (e.sparse) {
+        throw new LayerStreamError(
+          `${where} entry ${JSON.stringify(e.pathText)}`,
+          "sparse tar entries are not supported (composefs layers cannot hold them)",
+        );
+      }
+      await w.markBoundary();
+      inline(e.rawHeader);
+      if (e.payloadSize > 0) {
+        for await (const _ of tar.readPayload()) { /* placeholders */ }
+        const f = files.shift();
+        if (!f || f.offset !== e.payloadOffset || f.part.size !== e.payloadSize) {
+          throw new LayerIntegrityError(
+            where,
+            `${JSON.stringify(e.pathText)}: the tar has a ${e.payloadSize}-byte payload at byte ` +
+              `${e.payloadOffset}, tar-split ${
+                f ? `a ${f.part.size}-byte file at byte ${f.offset}` : "no file entry"
+              }`,
+          );
+        }
+        const fd = f.part.open();
+        if (fd === null) {
+          throw new LayerIntegrityError(
+            where,
+            `${JSON.stringify(f.part.nameText)}: file missing from diff/`,
+          );
+        }
+        const crc = new Crc64Iso();
+        const checkFile = (size: number) => {
+          if (size !== e.payloadSize || !sameBytes(crc.digestBytes(), f.part.crc)) {
+            throw new LayerIntegrityError(
+              where,
+              `file integrity checksum failed for ${JSON.stringify(f.part.nameText)}` +
+                (size !== e.payloadSize
+                  ? ` (expected ${e.payloadSize} bytes, found ${size})`
+                  : " (CRC-64 mismatch)"),
+            );
+          }
+        };
+        try {
+          const regular = e.type === "file" || e.type === "contiguous";
+          if (regular && e.payloadSize > INLINE_CONTENT_MAX) {
+            const placed = cloneObject(repo, fd, {
+              policy,
+              what: `${diffDir}/${f.part.nameText}`,
+              sink: {
+                update(chunk: Uint8Array) {
+                  sha.update(chunk);
+                  crc.update(chunk);
+                },
+              },
+              accept: checkFile,
+            });
+            await w.writeReference(placed.id, placed.size);
+            stats.externalChunks++;
+            stats.externalBytes += placed.size;
+            stats.placedBytes[placed.method] += placed.size;
+            if (placed.outcome === "written") stats.newObjects++;
+          } else {
+            // Up to one byte more than the entry: a longer file fails the size check.
+            let size = 0;
+            while (size <= e.payloadSize) {
+              const buf = new Uint8Array(Math.min(READ_CHUNK, e.payloadSize - size + 1));
+              const n = read(fd, buf);
+              if (n === 0) break;
+              const chunk = buf.subarray(0, n);
+              crc.update(chunk);
+              inline(chunk);
+              size += n;
+            }
+            checkFile(size);
+          }
+        } finally {
+          close(fd);
+        }
+      }
+      inline(await tar.readPadding());
+    }
+    for await (const chunk of tar.readTrailer()) inline(chunk);
+    if (files.length > 0) {
+      throw new LayerIntegrityError(
+        where,
+        `tar-split has a file entry ${
+          JSON.stringify(files[0].part.nameText)
+        } whose content is no tar entry's payload`,
+      );
+    }
+    const found = `${alg}:${toHex(sha.digest())}`;
+    if (found !== diffId) {
+      // The objects already written stay unreferenced; GC removes them.
+      throw new DigestMismatchError(`${where}: rebuilt tar (diff_id)`, diffId, found);
+    }
+    stats.size = w.size;
+    stats.inlineBytes = w.size - stats.externalBytes;
+    return { id: await w.finish(), stats };
+  } catch (err) {
+    w.abort();
+    throw err;
+  } finally {
+    // Ends the tar-split iteration early after a failure, which releases the store's lock.
+    await source.return(undefined);
+  }
+}
+
+/**
+ * Imports the containers-storage image `imageRef` (a name, id, id prefix or digest, as
+ * {@linkcode CStorage.findImage} resolves them) into the composefs repository, cloning every
+ * file over 64 bytes from the layers' `diff/` files. Layer streams `oci-layer-<diff_id>` that
+ * exist are skipped; the config and manifest streams carry the store's config and manifest
+ * bytes unchanged. See the module doc for the steps.
+ *
+ * @throws {ReflinkUnsupportedError} under `reflink-required` when the store and the repository
+ *   cannot share blocks: nothing was written; the message names both filesystems.
+ * @throws {LayerIntegrityError} when a `diff/` file does not match its tar-split entry (size,
+ *   CRC-64), naming the file; {@linkcode DigestMismatchError} when a rebuilt layer does not hash
+ *   to its diff_id. The failing layer's stream is not registered.
+ *
+ * @example
+ * ```ts ignore
+ * using store = await CStorage.open("/sysroot/ostree/bootc/storage", { readOnly: true });
+ * using cfs = await ComposefsRepo.open("/sysroot/composefs");
+ * const r = await importCStorageImageToComposefs(store, cfs, "quay.io/example/os:42", {
+ *   policy: "reflink-required", tagAs: "quay.io/example/os:42",
+ * });
+ * // r.tags: ["quay.io/example/os:42", "localhost/bootc-sha256:…"]
+ * ```
+ */
+export async function importCStorageImageToComposefs(
+  cstore: CStorage,
+  cfsRepo: ComposefsRepo,
+  imageRef: string,
+  opts: CStorageImportOptions,
+): Promise<CStorageImportResult> {
+  const img = await cstore.image(imageRef);
+  const where = `${cstore.path}: image ${img.id}`;
+  const configBytes = await cstore.imageConfig(img);
+  const manifestBytes = await cstore.imageManifest(img);
+  const configDigest = sha256Digest(configBytes);
+  if (configDigest !== `sha256:${img.id}`) {
+    throw new PipelineError(
+      where,
+      `expected the config to hash to the image id sha256:${img.id}, found ${configDigest} ` +
+        "(not an image pulled or built from an OCI config)",
+    );
+  }
+  const manifestDigest = sha256Digest(manifestBytes);
+  if (
+    img.digest !== undefined && img.bigDataNames.includes(`manifest-${img.digest}`) &&
+    img.digest !== manifestDigest
+  ) {
+    throw new DigestMismatchError(`${where} manifest-${img.digest}`, img.digest, manifestDigest);
+  }
+  const manifest = parseManifest(manifestBytes, `${where} manifest ${manifestDigest}`);
+  if (manifest.config.digest !== configDigest) {
+    throw new PipelineError(
+      `${where} manifest ${manifestDigest}`,
+      `expected the manifest to name config ${configDigest}, found ${manifest.config.digest}`,
+    );
+  }
+  const config = parseImageConfig(configBytes, `${where} config`, manifest.layers.length);
+  const diffIds = config.rootfs.diff_ids;
+  const chain = await cstore.imageLayers(img);
+  const chainDiffIds = chain.map((l) => l.diffDigest ?? "(none)");
+  if (
+    chain.length !== diffIds.length || chain.some((l, i) => l.diffDigest !== diffIds[i]) ||
+    chain.some((l) => l.incomplete)
+  ) {
+    throw new PipelineError(
+      where,
+      `expected complete layers with the config's diff_ids [${diffIds.join(", ")}], found ` +
+        `[${chainDiffIds.join(", ")}]${chain.some((l) => l.incomplete) ? " (incomplete)" : ""}`,
+    );
+  }
+
+  const layerIds = new Map<string, ObjectId>();
+  const missing = diffIds.some((d) => cfsRepo.streamObjectId(layerStreamName(d)) === null);
+  let probe: ReflinkProbe | undefined;
+  if (missing) {
+    if (cfsRepo.access === "read-only") {
+      throw new RepoReadOnlyError(cfsRepo.path, "repository was opened read-only");
+    }
+    probe = probeFrom(cstore, cfsRepo);
+    if (!probe.supported && opts.policy === "reflink-required") {
+      throw new ReflinkUnsupportedError(
+        probe.code ?? "EOPNOTSUPP",
+        `${cfsRepo.path} (${probe.filesystem}) from ${cstore.path} (${probe.sourceFilesystem})`,
+        probe.reason,
+      );
+    }
+  }
+
+  const layers: CStorageImportedLayer[] = [];
+  for (const [index, layer] of chain.entries()) {
+    const diffId = diffIds[index];
+    const blobDigest = manifest.layers[index].digest;
+    const name = layerStreamName(diffId);
+    const existing = layerIds.get(diffId) ?? cfsRepo.streamObjectId(name);
+    if (existing !== null) {
+      layerIds.set(diffId, existing);
+      layers.push({ diffId, blobDigest, layerId: layer.id, streamId: existing, skipped: true });
+      continue;
+    }
+    const { id, stats } = await splitStoreLayer(cfsRepo, cstore, layer, diffId, opts.policy);
+    cfsRepo.registerStream(name, id); // syncfs first: the objects are on disk before the name
+    layerIds.set(diffId, id);
+    layers.push({ diffId, blobDigest, layerId: layer.id, streamId: id, skipped: false, stats });
+  }
+
+  // Config and manifest streams as composefs-oci writes them (importResolvedImage does the same).
+  const configName = configStreamName(configDigest);
+  let configStreamId = cfsRepo.streamObjectId(configName);
+  if (configStreamId === null) {
+    const w = new SplitStreamWriter(cfsRepo, CONTENT_TYPE.ociConfig);
+    try {
+      for (const diffId of diffIds) w.addNamedStreamRef(diffId, layerIds.get(diffId)!);
+      await w.writeExternal(configBytes);
+      configStreamId = await w.finish();
+    } catch (e) {
+      w.abort();
+      throw e;
+    }
+    cfsRepo.registerStream(configName, configStreamId);
+  }
+  const manifestName = manifestStreamName(manifestDigest);
+  let manifestStreamId = cfsRepo.streamObjectId(manifestName);
+  const manifestSkipped = manifestStreamId !== null;
+  if (manifestStreamId === null) {
+    const w = new SplitStreamWriter(cfsRepo, CONTENT_TYPE.ociManifest);
+    try {
+      w.addNamedStreamRef(`config:${configDigest}`, configStreamId);
+      for (const diffId of diffIds) w.addNamedStreamRef(diffId, layerIds.get(diffId)!);
+      await w.writeExternal(manifestBytes);
+      manifestStreamId = await w.finish();
+    } catch (e) {
+      w.abort();
+      throw e;
+    }
+    cfsRepo.registerStream(manifestName, manifestStreamId);
+  }
+
+  const tags: string[] = [];
+  if (opts.tagAs) tags.push(opts.tagAs);
+  if (opts.bootcTag ?? true) tags.push(bootcTagFor(manifestDigest));
+  for (const t of tags) tagImage(cfsRepo, manifestDigest, t);
+  return {
+    imageId: img.id,
+    manifestDigest,
+    configDigest,
+    diffIds,
+    manifestStreamId,
+    configStreamId,
+    layers,
+    tags,
+    manifestSkipped,
+    probe,
+  };
+}
