@@ -10,6 +10,9 @@ import { HostRoot } from "../host/root.ts";
 import { OciLayout } from "../oci/layout.ts";
 import { importComposefsImageToOstree } from "../pipeline/composefs_to_ostree.ts";
 import { listHostImages } from "../pipeline/image_list.ts";
+import { exportComposefsImageToCStorage } from "../pipeline/composefs_to_cstorage.ts";
+import { importCStorageImageToComposefs } from "../pipeline/cstorage_to_composefs.ts";
+import { CStorage } from "../stores/cstorage/mod.ts";
 import type { CopyPolicy } from "../reflink/place.ts";
 import {
   importResolvedImage,
@@ -21,29 +24,39 @@ import { parseCommandArgs } from "./args.ts";
 import { type Command, type CommandContext, formatHelp, UsageError } from "./context.ts";
 import { commandProgress } from "./progress.ts";
 
-const TARGETS = ["composefs", "ostree"] as const;
+const TARGETS = ["composefs", "ostree", "containers-storage"] as const;
 type Target = typeof TARGETS[number];
 
 const IMPORT_HELP = {
-  usage: "unistore image import SOURCE [--to composefs,ostree] [--require-reflinks]\n" +
-    "                             [--image-reference REF] [--json]",
+  usage: "unistore image import SOURCE [--to composefs,containers-storage,ostree]\n" +
+    "                             [--require-reflinks] [--image-reference REF] [--name NAME] [--json]",
   summary: "Imports one image into the host's stores, through composefs.",
   details: `SOURCE
   oci:DIR[:TAG]    an OCI image layout: every layer is checked against its blob digest and
                    diff_id and stored in ROOT/sysroot/composefs (created, sha512, if missing)
                    with the tag TAG and bootc's localhost/bootc-<manifest digest> tag
   composefs:REF    an image already in composefs, by tag or manifest digest
+  containers-storage:REF
+                   an image in bootc's containers-storage (ROOT/sysroot/ostree/bootc/storage),
+                   by name or id: its layers are rebuilt from tar-split and diff/ and imported
+                   into composefs, file payloads cloned from diff/
 
 --to               stores to put the image in (default composefs). ostree: the commit is
                    synthesized from composefs by reflink under ostree/container/image/<ref>,
-                   with ostree-ext's metadata; already present commits are kept
+                   with ostree-ext's metadata; already present commits are kept.
+                   containers-storage: rebuilt from composefs with the same layer digests and
+                   image id, diff/ files cloned from composefs objects, tar-split written
 --require-reflinks fail (before writing) where a store cannot share blocks; default: copy
 --image-reference  the reference ostree records (default: SOURCE for oci:, the tag for
                    composefs:)
+--name             the name in containers-storage (default localhost/bootc-recovered:<id>,
+                   as bootc names images it rebuilds from composefs)
 --json             {"source", "manifestDigest", "configDigest",
                     "composefs": {"layers": [{"diffId", "skipped"}], "tags": [...]} | null,
                     "ostree": {"ref", "commit", "skippedExisting", "reflinkedBytes",
-                               "copiedBytes"} | null}`,
+                               "copiedBytes"} | null,
+                    "containersStorage": {"imageId", "names", "skippedExisting",
+                                          "clonedBytes"} | null}`,
 };
 
 const LIST_HELP = {
@@ -59,7 +72,7 @@ const HELP = {
   summary: "Images across the host's stores.",
   details: `subcommands:
   list [--json]                                   every image, its names, stores, liveness
-  import SOURCE [--to composefs,ostree] [--json]  move one image into the stores`,
+  import SOURCE [--to STORES] [--json]            move one image into the stores`,
 };
 
 function parseTargets(list: string): Target[] {
@@ -128,6 +141,7 @@ async function importCommand(args: string[], ctx: CommandContext): Promise<numbe
     to: { type: "string", default: "composefs" },
     "require-reflinks": { type: "boolean" },
     "image-reference": { type: "string" },
+    name: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -148,6 +162,19 @@ async function importCommand(args: string[], ctx: CommandContext): Promise<numbe
     hub = await importOciIntoComposefs(source, host, ctx);
     hubRef = hub.manifestDigest;
     imageReference ??= source;
+  } else if (source.startsWith("containers-storage:")) {
+    const ref = source.slice("containers-storage:".length);
+    if (ref === "") throw new UsageError("containers-storage: needs an image name or id");
+    using cstore = await CStorage.open(host.bootcContainersStorage(), { readOnly: true });
+    using cfs = await ComposefsRepo.ensure(host.composefsRepo);
+    const r = await importCStorageImageToComposefs(cstore, cfs, ref, { policy, tagAs: null });
+    hub = {
+      manifestDigest: r.manifestDigest,
+      configDigest: r.configDigest,
+      layers: r.layers.map((l) => ({ diffId: l.diffId, skipped: l.skipped })),
+      tags: r.tags,
+    };
+    hubRef = r.manifestDigest;
   } else if (source.startsWith("composefs:")) {
     hubRef = source.slice("composefs:".length);
     if (hubRef === "") throw new UsageError("composefs: needs a tag or manifest digest");
@@ -156,7 +183,8 @@ async function importCommand(args: string[], ctx: CommandContext): Promise<numbe
     }
   } else {
     throw new UsageError(
-      `unsupported source ${JSON.stringify(source)}: expected oci:DIR[:TAG] or composefs:REF`,
+      `unsupported source ${JSON.stringify(source)}: expected oci:DIR[:TAG], ` +
+        `containers-storage:REF or composefs:REF`,
     );
   }
 
@@ -183,20 +211,49 @@ async function importCommand(args: string[], ctx: CommandContext): Promise<numbe
     };
     hub ??= await describeComposefsImage(host, hubRef, r.manifestDigest, r.configDigest);
   }
+  let cstorage = null;
+  if (targets.includes("containers-storage")) {
+    if (source.startsWith("containers-storage:")) {
+      throw new UsageError(`${source} is already in containers-storage`);
+    }
+    const path = host.bootcContainersStorage();
+    await Deno.mkdir(path, { recursive: true, mode: 0o700 });
+    using cfs = await ComposefsRepo.open(host.composefsRepo, { readOnly: true });
+    using cstore = await CStorage.open(path, { create: true });
+    const r = await exportComposefsImageToCStorage(cfs, cstore, hubRef, {
+      policy,
+      names: values.name ? [values.name] : undefined,
+    });
+    cstorage = {
+      imageId: r.imageId,
+      names: r.names,
+      skippedExisting: r.skippedExisting,
+      clonedBytes: r.stats.clonedBytes,
+    };
+    hub ??= {
+      manifestDigest: r.manifestDigest,
+      configDigest: r.configDigest,
+      layers: [],
+      tags: [],
+    };
+  }
   const manifestDigest = hub?.manifestDigest ?? hubRef;
   if (values.json) {
     ctx.out(JSON.stringify({
       source,
       manifestDigest,
       configDigest: hub?.configDigest ?? null,
-      composefs: hub && source.startsWith("oci:") ? { layers: hub.layers, tags: hub.tags } : null,
+      composefs: hub && !source.startsWith("composefs:")
+        ? { layers: hub.layers, tags: hub.tags }
+        : null,
       ostree,
+      containersStorage: cstorage,
     }));
     return 0;
   }
   if (ctx.quiet) return 0;
   const lines = [`imported ${source}`];
-  if (hub && source.startsWith("oci:")) {
+  if (hub && !source.startsWith("composefs:")) {
     const fresh = hub.layers.filter((l) => !l.skipped).length;
     lines.push(
       `  composefs: config ${hub.configDigest}`,
@@ -212,6 +269,12 @@ async function importCommand(args: string[], ctx: CommandContext): Promise<numbe
         ? `  ostree:    ${ostree.ref} -> ${ostree.commit} (already synthesized)`
         : `  ostree:    ${ostree.ref} -> ${ostree.commit} (${mib(ostree.reflinkedBytes)} MiB ` +
           `reflinked, ${mib(ostree.copiedBytes)} MiB copied)`,
+    );
+  }
+  if (cstorage) {
+    lines.push(
+      `  containers-storage: ${cstorage.imageId.slice(0, 12)} ${cstorage.names.join(", ")}` +
+        (cstorage.skippedExisting ? " (already present)" : ""),
     );
   }
   ctx.out(lines.join("\n"));

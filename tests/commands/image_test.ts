@@ -205,3 +205,98 @@ fsTest("image import --to composefs,ostree, then image list: one image in two st
     new RegExp(`${image.configDigest.slice(7, 19)}\\s+yes\\s+yes\\s+-\\s+-\\s+`),
   );
 }, { sizeMiB: 512 });
+
+fsTest(
+  "image import oci: --to containers-storage through composefs: podman runs it, skopeo verifies it",
+  [
+    "xfs",
+  ],
+  async (fs) => {
+    const podmanBin = findTool("podman"), skopeo = findTool("skopeo");
+    assert.ok(podmanBin && skopeo, "podman and skopeo are needed (apt-get install podman skopeo)");
+    const root = `${fs.mountpoint}/host`;
+    await Deno.mkdir(`${root}/sysroot`, { recursive: true });
+    const image = await buildRunnableImage(`${fs.mountpoint}/oci`, "v1");
+    const r = await unistore(
+      "--root",
+      root,
+      "image",
+      "import",
+      `oci:${fs.mountpoint}/oci:v1`,
+      "--to",
+      "composefs,containers-storage",
+      "--name",
+      "localhost/run:v1",
+      "--require-reflinks",
+      "--json",
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.containersStorage.imageId, image.configDigest.slice(7));
+    assert.ok(report.containersStorage.clonedBytes > 0);
+
+    const store = `${root}/sysroot/ostree/bootc/storage`;
+    const runroot = await Deno.makeTempDir({ dir: "/tmp", prefix: "us-img-" });
+    const args = ["--root", store, "--runroot", runroot, "--storage-driver", "overlay"];
+    try {
+      const ids = await runOk([
+        podmanBin,
+        ...args,
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Repository}}:{{.Tag}}",
+      ]);
+      assert.match(ids.stdout, new RegExp(`${image.configDigest.slice(7)} localhost/run:v1`));
+      const out = await runOk([
+        podmanBin,
+        ...args,
+        "--runtime",
+        "runc",
+        "--cgroup-manager=cgroupfs",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=4096:4096",
+        "localhost/run:v1",
+        "/bin/cat",
+        "/etc/added-in-tweak",
+      ], { env: { TMPDIR: runroot } });
+      assert.equal(out.stdout, "tweak\n");
+      await runOk([
+        skopeo,
+        "--tmpdir",
+        runroot,
+        "copy",
+        "--quiet",
+        `containers-storage:[overlay@${store}+${runroot}]localhost/run:v1`,
+        `oci:${fs.mountpoint}/back:v1`,
+      ], { env: { TMPDIR: runroot } });
+    } finally {
+      await unmountBelow(store);
+      await unmountBelow(runroot);
+      await Deno.remove(runroot, { recursive: true });
+    }
+
+    // And back: containers-storage:REF into a fresh composefs repository.
+    await Deno.rename(`${root}/sysroot/composefs`, `${fs.mountpoint}/old-composefs`);
+    const back = await unistore(
+      "--root",
+      root,
+      "image",
+      "import",
+      "containers-storage:localhost/run:v1",
+      "--json",
+    );
+    assert.equal(back.code, 0, back.stderr);
+    assert.equal(JSON.parse(back.stdout).configDigest, image.configDigest);
+    for (const diffId of image.diffIds) {
+      assert.equal(await catLayerSha256(root, diffId), diffId);
+    }
+  },
+  { sizeMiB: 512 },
+);
