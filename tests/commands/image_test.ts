@@ -5,7 +5,13 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { buildAwkwardImage } from "../fixtures/oci/mod.ts";
 import { buildRunnableImage } from "../fixtures/cstorage/images.ts";
-import { unmountBelow } from "../fixtures/cstorage/podman.ts";
+import {
+  podman,
+  podmanRun,
+  skopeoFromStore,
+  storeAt,
+  unmountBelow,
+} from "../fixtures/cstorage/podman.ts";
 import { run, runOk } from "../harness/run.ts";
 import { findTool, toolTest } from "../harness/tools.ts";
 import { fsTest } from "../harness/loopfs.ts";
@@ -87,7 +93,10 @@ Deno.test("image import and cat-layer refuse bad input with usage or operational
   try {
     const badSource = await unistore("--root", work, "image", "import", "docker.io/x");
     assert.equal(badSource.code, 2);
-    assert.match(badSource.stderr, /expected oci:DIR\[:TAG\] or composefs:REF/);
+    assert.match(
+      badSource.stderr,
+      /expected oci:DIR\[:TAG\], containers-storage:REF or composefs:REF/,
+    );
     const badTarget = await unistore("--root", work, "image", "import", "oci:/x", "--to", "nfs");
     assert.equal(badTarget.code, 2);
     assert.match(badTarget.stderr, /"nfs"/);
@@ -237,48 +246,23 @@ fsTest(
 
     const store = `${root}/sysroot/ostree/bootc/storage`;
     const runroot = await Deno.makeTempDir({ dir: "/tmp", prefix: "us-img-" });
-    const args = ["--root", store, "--runroot", runroot, "--storage-driver", "overlay"];
     try {
-      const ids = await runOk([
-        podmanBin,
-        ...args,
+      await using cs = storeAt(store, runroot);
+      const ids = await podman(podmanBin, cs, [
         "images",
         "--no-trunc",
         "--format",
         "{{.ID}} {{.Repository}}:{{.Tag}}",
       ]);
       assert.match(ids.stdout, new RegExp(`${image.configDigest.slice(7)} localhost/run:v1`));
-      const out = await runOk([
-        podmanBin,
-        ...args,
-        "--runtime",
-        "runc",
-        "--cgroup-manager=cgroupfs",
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=20000:20000",
-        "--ulimit",
-        "nproc=4096:4096",
-        "localhost/run:v1",
+      const out = await podmanRun(podmanBin, cs, "localhost/run:v1", [
         "/bin/cat",
         "/etc/added-in-tweak",
-      ], { env: { TMPDIR: runroot } });
-      assert.equal(out.stdout, "tweak\n");
-      await runOk([
-        skopeo,
-        "--tmpdir",
-        runroot,
-        "copy",
-        "--quiet",
-        `containers-storage:[overlay@${store}+${runroot}]localhost/run:v1`,
-        `oci:${fs.mountpoint}/back:v1`,
-      ], { env: { TMPDIR: runroot } });
+      ]);
+      assert.equal(out, "tweak\n");
+      // skopeo re-verifies every diff_id on the way out.
+      await skopeoFromStore(skopeo, cs, "localhost/run:v1", `${fs.mountpoint}/back`, "v1");
     } finally {
-      await unmountBelow(store);
-      await unmountBelow(runroot);
       await Deno.remove(runroot, { recursive: true });
     }
 

@@ -12,6 +12,7 @@ import {
 } from "../fixtures/host/mod.ts";
 import { run, runOk } from "../harness/run.ts";
 import { runrootFor } from "../../lib/pipeline/podman_pull.ts";
+import { podman, podmanRun, storeAt, unmountBelow } from "../fixtures/cstorage/podman.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const TOOLS = [...OSTREE_HOST_TOOLS, { bin: "podman", pkg: "podman" }];
@@ -43,27 +44,11 @@ async function twoDeploymentHost(dir: string, bins: Record<string, string>) {
   });
 }
 
-async function podman(bins: Record<string, string>, store: string, ...args: string[]) {
-  // The run root podman's database recorded when unistore pulled into this store.
+/** podman on the host's bootc storage, with the run root unistore's pull recorded. */
+async function hostStore(store: string) {
   const runroot = await runrootFor(store);
-  try {
-    return await runOk([
-      bins.podman,
-      "--root",
-      store,
-      "--runroot",
-      runroot,
-      "--storage-driver",
-      "overlay",
-      "--runtime",
-      "runc",
-      "--cgroup-manager=cgroupfs",
-      ...args,
-    ], { env: { TMPDIR: runroot } });
-  } finally {
-    await run(["umount", `${store}/overlay`]);
-    await Deno.remove(runroot, { recursive: true }).catch(() => {});
-  }
+  await Deno.mkdir(runroot, { recursive: true });
+  return storeAt(store, runroot);
 }
 
 hostFixtureTest(
@@ -88,25 +73,18 @@ hostFixtureTest(
     );
 
     // podman sees both images under their original ids (the config digests) and runs them.
-    const ids = (await podman(bins, store, "images", "--no-trunc", "--format", "{{.ID}}")).stdout;
+    await using podmanStore = await hostStore(store);
+    const ids =
+      (await podman(bins.podman, podmanStore, ["images", "--no-trunc", "--format", "{{.ID}}"]))
+        .stdout;
     for (const img of host.images) {
       assert.ok(ids.includes(img.pulled.configDigest.slice(7)), `${img.imageName} in ${ids}`);
     }
-    const hello = await podman(
-      bins,
-      store,
-      "run",
-      "--rm",
-      "--network",
-      "none",
-      "--ulimit",
-      "nofile=20000:20000",
-      "--ulimit",
-      "nproc=4096:4096",
-      host.images[1].imageName,
+    const hello = await podmanRun(bins.podman, podmanStore, host.images[1].imageName, [
       "/usr/bin/hello",
-    );
-    assert.equal(hello.stdout.trim(), "hello from 2");
+    ]);
+    await unmountBelow(store);
+    assert.equal(hello.trim(), "hello from 2");
 
     await runOk([bins.ostree, `--repo=${host.repo}`, "fsck", "--quiet"]);
     // Three stores, one copy of each image's bytes: the growth is far below one more copy.
@@ -147,14 +125,10 @@ hostFixtureTest(
     );
     assert.equal(copy.code, 0, copy.stderr + copy.stdout);
     assert.match(copy.stdout, /unified storage enabled \(enabled-with-copy\)/);
-    const ids = (await podman(
-      bins,
-      `${root}/sysroot/ostree/bootc/storage`,
-      "images",
-      "--no-trunc",
-      "--format",
-      "{{.ID}}",
-    )).stdout;
+    await using podmanStore = await hostStore(`${root}/sysroot/ostree/bootc/storage`);
+    const ids =
+      (await podman(bins.podman, podmanStore, ["images", "--no-trunc", "--format", "{{.ID}}"]))
+        .stdout;
     assert.ok(ids.includes(host.images[1].pulled.configDigest.slice(7)));
     await runOk([bins.ostree, `--repo=${host.repo}`, "fsck", "--quiet"]);
   },
