@@ -12,6 +12,7 @@ import { imageCommand } from "./image.ts";
 import { internalsCommand } from "./internals.ts";
 import { setUnifiedCommand } from "./set_unified.ts";
 import { statusCommand } from "./status.ts";
+import { upgradeCommand } from "./upgrade.ts";
 
 /** Every available subcommand, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -22,6 +23,7 @@ export const COMMANDS: readonly Command[] = [
   internalsCommand,
   setUnifiedCommand,
   statusCommand,
+  upgradeCommand,
 ];
 
 export type { Command, CommandContext } from "./context.ts";
