@@ -161,13 +161,16 @@ export class HostRoot {
   }
 
   /**
-   * bootc's containers-storage as found on this host: the native composefs location when it
-   * exists, else the ostree one (on composefs hosts `ostree/bootc` links to `composefs/bootc`).
+   * bootc's containers-storage of this host: the native composefs location when it exists or
+   * the host is a native composefs one (`state/deploy`, no `ostree/deploy`), else the ostree one
+   * (on composefs hosts `ostree/bootc` links to `composefs/bootc`).
    */
   bootcContainersStorage(): string {
-    return this.isDir(HOST_PATHS.composefsContainersStorage)
-      ? this.path(HOST_PATHS.composefsContainersStorage)
-      : this.path(HOST_PATHS.ostreeContainersStorage);
+    const native = this.isDir(HOST_PATHS.composefsContainersStorage) ||
+      (this.isDir(HOST_PATHS.composefsStateDeploy) && !this.isDir(HOST_PATHS.ostreeDeploy));
+    return this.path(
+      native ? HOST_PATHS.composefsContainersStorage : HOST_PATHS.ostreeContainersStorage,
+    );
   }
 
   /**

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import {
   buildBootableImage,
+  buildComposefsHost,
   buildOstreeHost,
   hostFixtureTest,
   OSTREE_HOST_TOOLS,
@@ -51,56 +52,66 @@ async function hostStore(store: string) {
   return storeAt(store, runroot);
 }
 
-hostFixtureTest(
-  "set-unified full on an ostree host: every store, shared blocks",
-  "xfs",
-  TOOLS,
-  async (fs, bins) => {
-    await using host = await twoDeploymentHost(fs.mountpoint, bins);
-    const root = host.dir;
-    const store = `${root}/sysroot/ostree/bootc/storage`;
-    const before = await usedBytes(fs.mountpoint);
+for (const kind of ["xfs", "btrfs"] as const) {
+  hostFixtureTest(
+    "set-unified full on an ostree host: every store, shared blocks",
+    kind,
+    TOOLS,
+    async (fs, bins) => {
+      await using host = await twoDeploymentHost(fs.mountpoint, bins);
+      const root = host.dir;
+      const store = `${root}/sysroot/ostree/bootc/storage`;
+      const before = await usedBytes(fs.mountpoint);
 
-    const r = await unistore("--root", root, "set-unified", "full", "--mode", "enabled", "--json");
-    assert.equal(r.code, 0, r.stderr + r.stdout);
-    const report = JSON.parse(r.stdout);
-    assert.equal(report.ok, true, r.stdout);
-    assert.equal(report.flagWritten, true);
-    assert.deepEqual(report.images.map((i: { slot: string }) => i.slot), ["booted", "rollback"]);
-    assert.deepEqual(
-      JSON.parse(await Deno.readTextFile(`${root}/sysroot/composefs/bootc.json`)),
-      { version: 1, unified: "enabled" },
-    );
+      const r = await unistore(
+        "--root",
+        root,
+        "set-unified",
+        "full",
+        "--mode",
+        "enabled",
+        "--json",
+      );
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const report = JSON.parse(r.stdout);
+      assert.equal(report.ok, true, r.stdout);
+      assert.equal(report.flagWritten, true);
+      assert.deepEqual(report.images.map((i: { slot: string }) => i.slot), ["booted", "rollback"]);
+      assert.deepEqual(
+        JSON.parse(await Deno.readTextFile(`${root}/sysroot/composefs/bootc.json`)),
+        { version: 1, unified: "enabled" },
+      );
 
-    // podman sees both images under their original ids (the config digests) and runs them.
-    await using podmanStore = await hostStore(store);
-    const ids =
-      (await podman(bins.podman, podmanStore, ["images", "--no-trunc", "--format", "{{.ID}}"]))
-        .stdout;
-    for (const img of host.images) {
-      assert.ok(ids.includes(img.pulled.configDigest.slice(7)), `${img.imageName} in ${ids}`);
-    }
-    const hello = await podmanRun(bins.podman, podmanStore, host.images[1].imageName, [
-      "/usr/bin/hello",
-    ]);
-    await unmountBelow(store);
-    assert.equal(hello.trim(), "hello from 2");
+      // podman sees both images under their original ids (the config digests) and runs them.
+      await using podmanStore = await hostStore(store);
+      const ids =
+        (await podman(bins.podman, podmanStore, ["images", "--no-trunc", "--format", "{{.ID}}"]))
+          .stdout;
+      for (const img of host.images) {
+        assert.ok(ids.includes(img.pulled.configDigest.slice(7)), `${img.imageName} in ${ids}`);
+      }
+      const hello = await podmanRun(bins.podman, podmanStore, host.images[1].imageName, [
+        "/usr/bin/hello",
+      ]);
+      await unmountBelow(store);
+      assert.equal(hello.trim(), "hello from 2");
 
-    await runOk([bins.ostree, `--repo=${host.repo}`, "fsck", "--quiet"]);
-    // Three stores, one copy of each image's bytes: the growth is far below one more copy.
-    const grown = (await usedBytes(fs.mountpoint)) - before;
-    assert.ok(grown < BULK_MIB * 2 ** 20, `df grew by ${grown} bytes`);
-    const du = JSON.parse((await unistore("--root", root, "du", "--json")).stdout);
-    assert.ok(du.savedBytes >= 3 * BULK_MIB * 2 ** 20, `du: ${JSON.stringify(du)}`);
+      await runOk([bins.ostree, `--repo=${host.repo}`, "fsck", "--quiet"]);
+      // Three stores, one copy of each image's bytes: the growth is far below one more copy.
+      const grown = (await usedBytes(fs.mountpoint)) - before;
+      assert.ok(grown < BULK_MIB * 2 ** 20, `df grew by ${grown} bytes`);
+      const du = JSON.parse((await unistore("--root", root, "du", "--json")).stdout);
+      assert.ok(du.savedBytes >= 3 * BULK_MIB * 2 ** 20, `du: ${JSON.stringify(du)}`);
 
-    const status = await unistore("--root", root, "status", "--format", "human");
-    assert.match(status.stdout, /Storage: unified \(enabled\)/);
+      const status = await unistore("--root", root, "status", "--format", "human");
+      assert.match(status.stdout, /Storage: unified \(enabled\)/);
 
-    const again = await unistore("--root", root, "set-unified", "full", "--mode", "enabled");
-    assert.equal(again.code, 0, again.stderr);
-    assert.match(again.stdout, /already unified \(enabled\); nothing to do/);
-  },
-);
+      const again = await unistore("--root", root, "set-unified", "full", "--mode", "enabled");
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /already unified \(enabled\); nothing to do/);
+    },
+  );
+}
 
 hostFixtureTest(
   "set-unified full on ext4: enabled refuses untouched, enabled-with-copy copies",
@@ -168,5 +179,58 @@ hostFixtureTest(
     const second = await unistore("--root", root, "apply-config");
     assert.equal(second.code, 0, second.stderr);
     assert.match(second.stdout, /is already applied; nothing to do/);
+  },
+);
+
+hostFixtureTest(
+  "set-unified full on a native composefs host: rebuilt in containers-storage from composefs",
+  "xfs",
+  TOOLS,
+  async (fs, bins) => {
+    const layout = `${fs.mountpoint}/oci`;
+    for (const v of ["1", "2"]) {
+      await buildBootableImage(layout, {
+        tag: `v${v}`,
+        version: v,
+        runnable: { bulkMiB: BULK_MIB },
+      });
+    }
+    await using host = await buildComposefsHost(`${fs.mountpoint}/host`, {
+      images: [{ ref: "unistore/os:1", layout: `${layout}:v1` }, {
+        ref: "unistore/os:2",
+        layout: `${layout}:v2`,
+      }],
+      booted: 1,
+      bins,
+    });
+    // No registry: everything must come from composefs.
+    await host.registry.stop();
+    const root = host.dir;
+    const before = await usedBytes(fs.mountpoint);
+    const r = await unistore("--root", root, "set-unified", "full", "--json");
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.kind, "composefs");
+    assert.deepEqual(
+      report.images.map((i: { actions: string[] }) => i.actions),
+      [["composefs -> containers-storage"], ["composefs -> containers-storage"]],
+    );
+    const grown = (await usedBytes(fs.mountpoint)) - before;
+    assert.ok(grown < BULK_MIB * 2 ** 20 / 4, `df grew by ${grown} bytes`);
+    const store = `${root}/sysroot/composefs/bootc/storage`;
+    await using podmanStore = await hostStore(store);
+    const ids = (await podman(bins.podman, podmanStore, [
+      "images",
+      "--no-trunc",
+      "--format",
+      "{{.ID}}",
+    ])).stdout;
+    for (const img of host.images) {
+      assert.ok(ids.includes(img.pulled.configDigest.slice(7)), `${img.imageName} in ${ids}`);
+    }
+    const hello = await podmanRun(bins.podman, podmanStore, host.images[1].imageName, [
+      "/usr/bin/hello",
+    ]);
+    assert.equal(hello.trim(), "hello from 2");
   },
 );
