@@ -8,6 +8,7 @@ import type { Command } from "./context.ts";
 import { applyConfigCommand } from "./apply_config.ts";
 import { configCommand } from "./config.ts";
 import { duCommand } from "./du.ts";
+import { fsckCommand } from "./fsck.ts";
 import { imageCommand } from "./image.ts";
 import { internalsCommand } from "./internals.ts";
 import { setUnifiedCommand } from "./set_unified.ts";
@@ -19,6 +20,7 @@ export const COMMANDS: readonly Command[] = [
   applyConfigCommand,
   configCommand,
   duCommand,
+  fsckCommand,
   imageCommand,
   internalsCommand,
   setUnifiedCommand,

@@ -49,7 +49,14 @@ async function twoDeploymentHost(dir: string, bins: Record<string, string>) {
 async function hostStore(store: string) {
   const runroot = await runrootFor(store);
   await Deno.mkdir(runroot, { recursive: true });
-  return storeAt(store, runroot);
+  const s = storeAt(store, runroot);
+  return {
+    ...s,
+    async [Symbol.asyncDispose]() {
+      await s[Symbol.asyncDispose]();
+      await Deno.remove(runroot, { recursive: true }).catch(() => {});
+    },
+  };
 }
 
 for (const kind of ["xfs", "btrfs"] as const) {
