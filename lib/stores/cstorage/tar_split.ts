@@ -29,7 +29,7 @@
 import { Buffer } from "node:buffer";
 import zlib from "node:zlib";
 import { writeAll } from "../../../ffi/fs.ts";
-import { TransformPump } from "../../oci/compression.ts";
+import { concatBytes, TransformPump } from "../../oci/compression.ts";
 import { binaryFromBytes, type BinaryString, goClean, printable } from "./entry_path.ts";
 import { StoreFormatError, UnsupportedLayerError } from "./errors.ts";
 
@@ -213,7 +213,7 @@ export class TarSplitWriter {
     let total = 0;
     for (const p of parts) total += p.length;
     if (total === 0) return;
-    const payload = parts.length === 1 ? parts[0] : concat(parts, total);
+    const payload = parts.length === 1 ? parts[0] : concatBytes(parts);
     await this.#push({ type: "segment", payload, position: this.#position++ });
   }
 
@@ -255,15 +255,6 @@ export class TarSplitWriter {
   }
 }
 
-function concat(parts: readonly Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
 
 /**
  * Reads tar-split entries from the (already decompressed) JSON lines in `chunks`, rejecting
@@ -302,7 +293,7 @@ export async function* readTarSplitEntries(
     for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
       let line = chunk.subarray(start, nl);
       if (carryLength > 0) {
-        line = concat([...carry, line], carryLength + line.length);
+        line = concatBytes([...carry, line]);
         carry = [];
         carryLength = 0;
       }
@@ -316,7 +307,7 @@ export async function* readTarSplitEntries(
     }
   }
   if (carryLength > 0) {
-    const e = emit(concat(carry, carryLength));
+    const e = emit(concatBytes(carry));
     if (e) yield e;
   }
 }
