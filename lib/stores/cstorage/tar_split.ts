@@ -255,7 +255,6 @@ export class TarSplitWriter {
   }
 }
 
-
 /**
  * Reads tar-split entries from the (already decompressed) JSON lines in `chunks`, rejecting
  * duplicate file names as tar-split's unpacker does.
