@@ -28,6 +28,7 @@
 
 import { close } from "../../ffi/fs.ts";
 import { replaceFileAt } from "../../ffi/replace.ts";
+import { faultPoint } from "../fault/fault_point.ts";
 import { KeyFile, KeyFileError } from "../stores/ostree/keyfile.ts";
 import { OstreeRepo } from "../stores/ostree/repo.ts";
 import { HostFileError } from "./errors.ts";
@@ -143,6 +144,7 @@ export function writeBootcJson(root: HostRoot, mode: UnifiedMode): void {
     replaceFileAt(dirfd, BOOTC_JSON_NAME, new TextEncoder().encode(formatBootcJson(mode)), {
       mode: 0o644,
     });
+    faultPoint("host.bootc-json-written");
   } finally {
     close(dirfd);
   }
@@ -180,6 +182,7 @@ export async function writeOstreeComposefsBound(root: HostRoot): Promise<void> {
   await repo.updateConfig((kf) =>
     kf.setBoolean(OSTREE_COMPOSEFS_GROUP, OSTREE_COMPOSEFS_UNIFIED_KEY, true)
   );
+  faultPoint("host.ostree-bound-written");
 }
 
 /**

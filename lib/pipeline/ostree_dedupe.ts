@@ -23,6 +23,7 @@ import {
   type TreeTransform,
 } from "../stores/ostree/commit_writer.ts";
 import type { OstreeRepo } from "../stores/ostree/repo.ts";
+import { faultPoint } from "../fault/fault_point.ts";
 import { MergedTree } from "./merged_tree.ts";
 
 /** What {@linkcode shareOstreeWithComposefs} did. */
@@ -98,6 +99,7 @@ export async function shareOstreeWithComposefs(
       if (relation === "inline") stats.inline++;
       if (relation !== "separate") continue;
       const r = dedupeFiles(src, dst, `${entry.path} -> ostree ${checksum}`);
+      faultPoint("pipeline.ostree-deduped");
       if (r.status === "same") {
         stats.deduped++;
         stats.bytesDeduped += r.bytesDeduped;

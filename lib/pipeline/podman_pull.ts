@@ -5,7 +5,10 @@
  * @module
  */
 
+import { closeQuietly, openDir } from "../../ffi/fs.ts";
+import { flockWait } from "../../ffi/lock.ts";
 import { PipelineError } from "./errors.ts";
+import { faultPoint } from "../fault/fault_point.ts";
 
 /** Registries on this machine's loopback: pulled without TLS verification (test registries). */
 export function isLoopbackReference(ref: string): boolean {
@@ -41,10 +44,27 @@ async function mountsBelow(dir: string): Promise<string[]> {
  * directory on itself; a mount that was not there before is taken down again so the store's
  * filesystem can be unmounted by whoever owns it.
  *
+ * Pulls into one store by unistore processes take turns (an exclusive flock on the store
+ * directory): the mounts taken down and the run root removed after a pull must not be another
+ * pull's. The run root is removed only when this pull created it, and never bootc's own.
+ *
  * @throws {PipelineError} with podman's message when the pull fails.
  */
 export async function podmanPull(store: string, ref: string): Promise<void> {
+  const storeFd = openDir(store);
+  try {
+    await flockWait(storeFd, "write", store);
+    await pullLocked(store, ref);
+  } finally {
+    closeQuietly(storeFd); // releases the flock
+  }
+  faultPoint("pipeline.podman-pulled");
+}
+
+async function pullLocked(store: string, ref: string): Promise<void> {
   const runroot = await runrootFor(store);
+  const ownRunroot = runroot !== "/run/bootc/storage" &&
+    await Deno.lstat(runroot).then(() => false, () => true);
   await Deno.mkdir(runroot, { recursive: true, mode: 0o700 });
   const before = await mountsBelow(store);
   try {
@@ -76,12 +96,12 @@ export async function podmanPull(store: string, ref: string): Promise<void> {
     }
     if (!out.success) {
       const msg = new TextDecoder().decode(out.stderr).trim().split("\n").pop() ?? "";
-      throw new PipelineError(ref, `podman pull failed: ${msg}`);
+      throw new PipelineError(ref, `podman pull into ${store} failed: ${msg}`);
     }
   } finally {
     for (const m of (await mountsBelow(store)).filter((m) => !before.includes(m)).reverse()) {
       await new Deno.Command("umount", { args: [m], stderr: "null" }).output();
     }
-    await Deno.remove(runroot, { recursive: true }).catch(() => {});
+    if (ownRunroot) await Deno.remove(runroot, { recursive: true }).catch(() => {});
   }
 }

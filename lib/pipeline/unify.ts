@@ -30,15 +30,19 @@ import { detectHostKind, type HostKind } from "../host/kind.ts";
 import type { HostRoot } from "../host/root.ts";
 import { type BootcBootEntry, readHostStatus } from "../host/status.ts";
 import type { UnifiedMode } from "../host/unified_mode.ts";
+import { SysError } from "../../ffi/errno.ts";
 import { close, openDir } from "../../ffi/fs.ts";
 import { ReflinkUnsupportedError } from "../reflink/errors.ts";
 import type { CopyPolicy } from "../reflink/place.ts";
 import { probeReflink, type ReflinkProbe } from "../reflink/probe.ts";
+import { bootcTagFor, tagImage } from "../stores/composefs/oci_image.ts";
 import { ComposefsRepo } from "../stores/composefs/repository.ts";
 import { CStorage } from "../stores/cstorage/mod.ts";
 import { OstreeRepo } from "../stores/ostree/repo.ts";
 import { exportComposefsImageToCStorage } from "./composefs_to_cstorage.ts";
 import { importCStorageImageToComposefs } from "./cstorage_to_composefs.ts";
+import { faultPoint } from "../fault/fault_point.ts";
+import { PipelineError } from "./errors.ts";
 import { composefsImages, ostreeImages } from "./inventory.ts";
 import { type OstreeDedupeStats, shareOstreeWithComposefs } from "./ostree_dedupe.ts";
 import { NO_PROGRESS, type Progress } from "./progress.ts";
@@ -183,6 +187,7 @@ export async function unifyHost(root: HostRoot, opts: UnifyOptions): Promise<Uni
         item.problem = (e as Error).message;
         report.ok = false;
       }
+      faultPoint("unify.image-done");
       progress.end();
     }
   } finally {
@@ -220,6 +225,19 @@ interface UnifyContext {
   progress: Progress;
 }
 
+/**
+ * Runs one transfer, naming the stores it moves bytes between when a system call fails: an
+ * ENOSPC or EIO from deep in a copy names only an fd ("write "fd 33": ENOSPC").
+ */
+async function transfer<T>(between: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof SysError) throw new PipelineError(between, e.message, { cause: e });
+    throw e;
+  }
+}
+
 async function unifyImage(
   item: UnifiedImage,
   entry: BootcBootEntry,
@@ -252,6 +270,9 @@ async function unifyImage(
 
     let hub = inComposefs();
     let cs = await inCStorage();
+    // A pull killed between podman's image record and its names left a nameless image, which
+    // `podman image prune` removes: bring it in again (podman, or the export, adds the name).
+    if (cs?.names.length === 0) cs = null;
     if (!hub && !cs) {
       if (c.noPull) throw new Error(`not in composefs nor containers-storage, and --no-pull`);
       const ref = pullReference(entry, slot);
@@ -266,23 +287,40 @@ async function unifyImage(
     if (!hub && (cs || c.dryRun)) {
       item.actions.push("containers-storage -> composefs");
       if (!c.dryRun && cs && c.cfs && cstore) {
-        await importCStorageImageToComposefs(cstore, c.cfs, `sha256:${cs.id}`, {
-          policy: c.policy,
-          tagAs: item.image,
-        });
+        const [cfs, id] = [c.cfs, cs.id];
+        await transfer(
+          `${cstore.path} -> ${cfs.path}`,
+          () =>
+            importCStorageImageToComposefs(cstore, cfs, `sha256:${id}`, {
+              policy: c.policy,
+              tagAs: item.image,
+            }),
+        );
         hub = inComposefs();
       }
     }
-    if (hub) item.configDigest ??= hub.configDigest;
+    if (hub) {
+      item.configDigest ??= hub.configDigest;
+      // A run killed between an import's two tags left only the name: add bootc's GC root.
+      const gcRoot = bootcTagFor(hub.manifestDigest);
+      if (!c.dryRun && c.cfs && !hub.tags.includes(gcRoot)) {
+        tagImage(c.cfs, hub.manifestDigest, gcRoot);
+      }
+    }
     c.progress.advance({ steps: 1 });
     if (!cs) {
       if (!hub && !c.dryRun) throw new Error("not in composefs: nothing to rebuild from");
       item.actions.push("composefs -> containers-storage");
       if (!c.dryRun && hub && c.cfs && cstore) {
-        await exportComposefsImageToCStorage(c.cfs, cstore, hub.manifestDigest, {
-          policy: c.policy,
-          names: [item.image],
-        });
+        const [cfs, manifestDigest] = [c.cfs, hub.manifestDigest];
+        await transfer(
+          `${cfs.path} -> ${cstore.path}`,
+          () =>
+            exportComposefsImageToCStorage(cfs, cstore, manifestDigest, {
+              policy: c.policy,
+              names: [item.image],
+            }),
+        );
       }
     }
     c.progress.advance({ steps: 1 });

@@ -47,6 +47,7 @@ import {
   writeAll,
 } from "../../../ffi/fs.ts";
 import { flockRelease, flockWait } from "../../../ffi/lock.ts";
+import { faultPoint } from "../../fault/fault_point.ts";
 import { enableVerity, measureVerity } from "../../../ffi/verity.ts";
 import { FsVerityHasher } from "../../digest/fsverity.ts";
 import type { HashAlgorithm } from "../../digest/hash.ts";
@@ -231,7 +232,12 @@ export class ComposefsRepo implements Disposable {
           );
         }
         const meta = newRepoMetadata(algorithm, opts.erofsFormat ?? 1);
-        writeMetadataFile(dirfd, path, meta, algorithm, opts.verity ?? "auto");
+        try {
+          writeMetadataFile(dirfd, path, meta, algorithm, opts.verity ?? "auto");
+        } catch (e) {
+          // Another process created the repository meanwhile: open() below checks its meta.json.
+          if (!isErrno(e, "EEXIST")) throw e;
+        }
       }
     } catch (e) {
       closeQuietly(dirfd);
@@ -585,6 +591,7 @@ export class ComposefsRepo implements Disposable {
       }
       ensureDirAt(objects, id.slice(0, 2), DIR_MODE);
       const r = linkNoReplace(tmp, objects, name);
+      faultPoint("composefs.object-linked");
       // linkNoReplace closed the fd and removed a leftover name: nothing left to release.
       tmp.fd = -1;
       tmp.tmpName = undefined;
@@ -684,7 +691,9 @@ export class ComposefsRepo implements Disposable {
       );
     }
     this.sync();
+    faultPoint("composefs.stream-synced");
     this.symlink(`streams/${contentId}`, this.objectPath(id));
+    faultPoint("composefs.stream-registered");
     if (refName !== undefined) this.nameStream(contentId, refName);
   }
 
@@ -696,6 +705,7 @@ export class ComposefsRepo implements Disposable {
       checkComponent(part, `${this.path}/streams/refs/${refName}`);
     }
     this.symlink(`streams/refs/${refName}`, `streams/${contentId}`);
+    faultPoint("composefs.ref-written");
   }
 
   /** Removes `streams/refs/<refName>`; true when it existed. */
@@ -962,6 +972,7 @@ function writeMetadataFile(
       }
     }
     if (!named) linkTmpfile(fd, dirfd, REPO_METADATA_FILENAME);
+    faultPoint("composefs.meta-written");
   } finally {
     closeQuietly(fd);
   }

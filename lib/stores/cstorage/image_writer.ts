@@ -13,6 +13,7 @@
  */
 
 import { hashBytes, toHex } from "../../digest/hash.ts";
+import { faultPoint } from "../../fault/fault_point.ts";
 import { BIG_DATA_KEYS, writeImageBigData } from "./big_data.ts";
 import { ImageInputError, LayerNotFoundError } from "./errors.ts";
 import { addNameToHistory, parseImageRecord } from "./image_record.ts";
@@ -203,6 +204,7 @@ export async function writeImage(
     if (existing && key.startsWith("signature-") && existing.bigDataNames.includes(key)) continue;
     writeImageBigData(root.fd, imageId, key, bytes);
   }
+  faultPoint("cstorage.image-big-data-written");
 
   // A name belongs to one image: take it away from any other (c/storage moves tags).
   for (const rec of records) {
@@ -255,6 +257,7 @@ export async function writeImage(
   }
   locks.recordWrite("images");
   writeRecordFile(root.fd, PATHS.imagesDir, PATHS.imagesJson, records);
+  faultPoint("cstorage.image-recorded");
   return { imageId, configDigest, manifestDigest, topLayer, layers, created: !existing, names };
 }
 

@@ -26,6 +26,7 @@ import { closeQuietly, fsync, openDirAt, syncfs, unlinkAt } from "../../../ffi/f
 import { Crc64Iso } from "../../digest/crc64.ts";
 import { StreamingHash, toHex } from "../../digest/hash.ts";
 import { concatBytes } from "../../oci/compression.ts";
+import { faultPoint } from "../../fault/fault_point.ts";
 import { TAR_BLOCK_SIZE, TarReader } from "../../oci/tar.ts";
 import type { CopyPolicy } from "../../reflink/place.ts";
 import { discardTempFile, openTempFile, publishTempFile, type TempFile } from "./temp_file.ts";
@@ -166,6 +167,7 @@ export async function writeLayer(
   });
   records.push(record);
   save();
+  faultPoint("cstorage.layer-incomplete-recorded");
 
   try {
     const built = await buildLayer(root, id, input, opts);
@@ -185,6 +187,7 @@ export async function writeLayer(
     });
     records[records.indexOf(record)] = finished;
     save();
+    faultPoint("cstorage.layer-complete");
     return { id, diffId: input.diffId, reused: false, diffSize: built.size, stats: built.stats };
   } catch (e) {
     try {
@@ -263,6 +266,7 @@ async function buildLayer(
     syncfs(root.fd);
     // Replaces a stale file of a crashed attempt, if any.
     publishTempFile(tmp, layersDirFd, `${id}${TAR_SPLIT_SUFFIX}`);
+    faultPoint("cstorage.layer-diff-written");
     return { size: result.size, uids: result.uids, gids: result.gids, stats: diff.stats };
   } catch (e) {
     diff?.abort();

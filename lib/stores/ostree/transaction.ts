@@ -54,6 +54,7 @@ import {
 import { ofdTryLock } from "../../../ffi/lock.ts";
 import { fsetxattr, lsetxattrAt } from "../../../ffi/xattr.ts";
 import { hashBytes, toHex } from "../../digest/hash.ts";
+import { faultPoint } from "../../fault/fault_point.ts";
 import {
   applyMetadata,
   cloneToTmpfile,
@@ -334,6 +335,7 @@ export class RepoTransaction {
     const dirfd = this.#stageDir(dir);
     linkNoReplace(tmp, dirfd, name);
     this.#markStaged(path);
+    faultPoint("ostree.file-staged");
     this.stats.filesWritten++;
     this.stats.bytesByMethod[tmp.method] = (this.stats.bytesByMethod[tmp.method] ?? 0) + tmp.size;
     return { checksum, outcome: "written", method: tmp.method, size: tmp.size };
@@ -477,10 +479,13 @@ export class RepoTransaction {
       // ostree fsck checks every commit object, referenced or not, so a crash must never leave
       // a commit whose tree is still in a staging dir (which ostree deletes on the next boot).
       this.#publish((name) => !name.endsWith(".commit"), fsyncOn);
+      faultPoint("ostree.objects-published");
       this.#publish((name) => name.endsWith(".commit"), fsyncOn);
+      faultPoint("ostree.commits-published");
       this.#cleanupStaging();
       for (const [ref, checksum] of this.#refs) {
         writeRef(this.repo, ref, checksum, fsyncOn);
+        faultPoint("ostree.ref-written");
         this.stats.refsWritten++;
       }
       return this.stats;
