@@ -59,13 +59,44 @@ export function spawnUnistoreGroup(root: string, args: string[]): Deno.ChildProc
   }).spawn();
 }
 
-/** SIGKILL to the whole process group led by `child` (spawned by {@linkcode spawnUnistoreGroup}). */
-export function killGroup(child: Deno.ChildProcess): void {
+/**
+ * SIGKILL to the whole process group led by `child` (spawned by {@linkcode spawnUnistoreGroup}),
+ * then waits until none of its processes runs any more, calling `whileWaiting` now and then. A
+ * process inside a system call finishes it first: `ostree admin deploy` killed inside FIFREEZE
+ * freezes the filesystem after the kill (a thaw made before would be undone), and a process
+ * blocked on a frozen filesystem only dies once it is thawed.
+ */
+export async function killGroup(
+  child: Deno.ChildProcess,
+  whileWaiting: () => Promise<void> = async () => {},
+): Promise<void> {
   try {
     Deno.kill(-child.pid, "SIGKILL");
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e; // already gone
   }
+  for (let round = 0; groupRunning(child.pid); round++) {
+    if (round >= 1500) throw new Error(`process group ${child.pid} survived SIGKILL for 30 s`);
+    if (round % 25 === 24) await whileWaiting();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** True while a process of group `pgid` is alive (zombies are dead: they only await reaping). */
+function groupRunning(pgid: number): boolean {
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    let stat: string;
+    try {
+      stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+    } catch {
+      continue; // exited meanwhile
+    }
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(pgrp) === pgid && state !== "Z") return true;
+  }
+  return false;
 }
 
 async function mountPoints(): Promise<string[]> {
@@ -119,8 +150,7 @@ export class CrashHost {
    * mounts below the host, its run root.
    */
   async cleanupAfterKill(): Promise<void> {
-    // Fails (EINVAL) when the filesystem is not frozen, which is the common case.
-    await run([this.bins.fsfreeze, "--unfreeze", await mountOf(this.root)]);
+    await this.thaw();
     for (const m of (await mountsBelow(this.root)).reverse()) {
       await runOk(["umount", m]);
     }
@@ -147,6 +177,11 @@ export class CrashHost {
     } finally {
       await this.cleanupAfterKill();
     }
+  }
+
+  /** Thaws the host's filesystem if it is frozen (`fsfreeze --unfreeze` fails when it is not). */
+  async thaw(): Promise<void> {
+    await run([this.bins.fsfreeze, "--unfreeze", await mountOf(this.root)]);
   }
 
   /**

@@ -260,7 +260,7 @@ export async function runRandomKills(opts: RandomKillOptions): Promise<RandomKil
       const child = spawnUnistoreGroup(host.root, opts.args);
       const output = child.output();
       await new Promise((r) => setTimeout(r, delayMs));
-      killGroup(child);
+      await killGroup(child, () => host.thaw());
       const out = await output;
       kills.push({ delayMs, killedRunning: out.signal === "SIGKILL" });
       if (out.signal !== "SIGKILL" && out.code !== 0) {
