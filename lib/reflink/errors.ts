@@ -26,6 +26,25 @@ export class ReflinkUnsupportedError extends Error {
   }
 }
 
+/**
+ * A file being placed changed between its clone and the read that named it: the clone holds
+ * bytes nobody hashed, so it was dropped. Stores' sources (containers-storage `diff/` files,
+ * objects) are never rewritten in place; this means another program is writing into one.
+ */
+export class SourceChangedError extends Error {
+  /** The source file. */
+  readonly source: string;
+
+  constructor(source: string, before: string, after: string) {
+    super(
+      `${source} changed while it was cloned: expected it unchanged (${before}), found ${after}; ` +
+        `stop whatever is writing into it and run again`,
+    );
+    this.name = "SourceChangedError";
+    this.source = source;
+  }
+}
+
 /** Why FICLONE failed, in words a user can act on. */
 export function explainCloneErrno(code: string): string {
   switch (code) {

@@ -176,6 +176,8 @@ function checkComponent(name: string, what: string): void {
 export class ComposefsRepo implements Disposable {
   #dirfd: number;
   #objectsFd = -1;
+  /** `objects/XX` directories known to exist (this process made or found them). */
+  readonly #prefixDirs = new Set<string>();
   #closed = false;
 
   private constructor(
@@ -528,7 +530,7 @@ export class ComposefsRepo implements Disposable {
     // From here on the staged file is owned by #nameClone and linkStaged, which release it
     // on every path (success, already present, or error).
     const { clone, id } = this.#nameClone(tmp, hasher);
-    const outcome = this.linkStaged(clone, id, tmp.size);
+    const outcome = this.linkStaged(clone, id);
     return { id, size: tmp.size, method: tmp.method, outcome };
   }
 
@@ -577,19 +579,20 @@ export class ComposefsRepo implements Disposable {
   }
 
   /**
-   * @internal Names a staged file `objects/XX/…` unless an object of that id and size exists.
+   * @internal Names a staged file `objects/XX/…` unless an object of that id exists.
    * Always releases the staged file (fd closed, temporary name removed).
    */
-  linkStaged(tmp: TmpClone, id: ObjectId, size: number): ObjectOutcome {
+  linkStaged(tmp: TmpClone, id: ObjectId): ObjectOutcome {
     try {
       const objects = this.objectsDirfd(true);
       const name = objectPathname(id);
-      try {
-        if (statAt(objects, name).size === size) return "already-present";
-      } catch (e) {
-        if (!isErrno(e, "ENOENT")) throw e;
+      // No stat first: the no-replace link answers "exists" itself, and an import links tens of
+      // thousands of objects (an existing object of another size is fsck's to report).
+      const prefix = id.slice(0, 2);
+      if (!this.#prefixDirs.has(prefix)) {
+        ensureDirAt(objects, prefix, DIR_MODE);
+        this.#prefixDirs.add(prefix);
       }
-      ensureDirAt(objects, id.slice(0, 2), DIR_MODE);
       const r = linkNoReplace(tmp, objects, name);
       faultPoint("composefs.object-linked");
       // linkNoReplace closed the fd and removed a leftover name: nothing left to release.
@@ -602,13 +605,9 @@ export class ComposefsRepo implements Disposable {
   }
 
   /** @internal Finishes a writer's staged file: name it (verity or userspace digest), link it. */
-  finishStaged(
-    tmp: TmpClone,
-    hasher: FsVerityHasher,
-    size: number,
-  ): { id: ObjectId; outcome: ObjectOutcome } {
+  finishStaged(tmp: TmpClone, hasher: FsVerityHasher): { id: ObjectId; outcome: ObjectOutcome } {
     const { clone, id } = this.#nameClone(tmp, this.verity === "insecure" ? hasher : undefined);
-    return { id, outcome: this.linkStaged(clone, id, size) };
+    return { id, outcome: this.linkStaged(clone, id) };
   }
 
   /** A scratch file in `objects/` that vanishes when closed (O_TMPFILE, else created+unlinked). */
@@ -848,7 +847,7 @@ export class ObjectWriter {
   /** Names and links the object; returns its id and whether it was new. */
   finish(): { id: ObjectId; outcome: ObjectOutcome; size: number } {
     this.#done = true;
-    const r = this.repo.finishStaged(this.tmp, this.#hasher, this.#size);
+    const r = this.repo.finishStaged(this.tmp, this.#hasher);
     return { ...r, size: this.#size };
   }
 

@@ -87,6 +87,7 @@ async function* tarSplitChunks(root: StoreRoot, layerId: string): AsyncGenerator
  */
 export class DiffFileGetter {
   readonly #dirs: (number | null)[] = [];
+  readonly #parents: ({ key: string; fd: number | null; owned: boolean } | undefined)[] = [];
   #lowers: string[] | null = null;
 
   constructor(readonly root: StoreRoot, readonly layerId: string) {}
@@ -122,36 +123,63 @@ export class DiffFileGetter {
   open(name: BinaryString): number | null {
     const comps = layerComponents(goClean(name));
     if (!Array.isArray(comps) || comps.length === 0) return null;
+    const parentKey = comps.slice(0, -1).join("/");
+    const last = bytesFromBinary(comps[comps.length - 1]);
     for (let i = 0;; i++) {
       const dir = this.#diffDir(i);
       if (dir === undefined) return null;
       if (dir === null) continue;
-      const fd = openBelow(dir, comps);
+      const parent = this.#parentDir(i, dir, parentKey, comps);
+      if (parent === null) continue;
+      const fd = absentAsNull(() => openAt(parent, last, O.RDONLY | O.NOFOLLOW));
       if (fd !== null) return fd;
     }
   }
 
+  // The parent directory of the last file opened below diff dir `i`, kept open: a tar lists a
+  // directory's files together, and opening every component again per file was a tenth of an
+  // import. null when the directory is absent from that layer.
+  #parentDir(i: number, dir: number, key: string, comps: readonly BinaryString[]): number | null {
+    const cached = this.#parents[i];
+    if (cached?.key === key) return cached.fd;
+    if (cached?.owned && cached.fd !== null) closeQuietly(cached.fd);
+    const fd = comps.length === 1 ? dir : openDirBelow(dir, comps.slice(0, -1));
+    this.#parents[i] = { key, fd, owned: fd !== dir };
+    return fd;
+  }
+
   close(): void {
+    for (const p of this.#parents) if (p?.owned && p.fd !== null) closeQuietly(p.fd);
+    this.#parents.length = 0;
     for (const fd of this.#dirs) if (fd !== null) closeQuietly(fd);
     this.#dirs.length = 0;
   }
 }
 
-/** Opens `comps` below `dirfd` read-only, never following a symlink; null when absent. */
-function openBelow(dirfd: number, comps: readonly BinaryString[]): number | null {
-  const opened: number[] = [];
+/** Runs `open`, answering null where a path is absent (or is no directory, or a symlink). */
+function absentAsNull(open: () => number): number | null {
   try {
-    let cur = dirfd;
-    for (let i = 0; i < comps.length - 1; i++) {
-      cur = openDirAt(cur, bytesFromBinary(comps[i]));
-      opened.push(cur);
-    }
-    return openAt(cur, bytesFromBinary(comps[comps.length - 1]), O.RDONLY | O.NOFOLLOW);
+    return open();
   } catch (e) {
     if (e instanceof SysError && (e.is("ENOENT") || e.is("ENOTDIR") || e.is("ELOOP"))) return null;
     throw e;
-  } finally {
-    for (const fd of opened) closeQuietly(fd);
+  }
+}
+
+/** Opens the directory `comps` below `dirfd`, never following a symlink; null when absent. */
+function openDirBelow(dirfd: number, comps: readonly BinaryString[]): number | null {
+  let cur = dirfd;
+  try {
+    for (const c of comps) {
+      const next = absentAsNull(() => openDirAt(cur, bytesFromBinary(c)));
+      if (cur !== dirfd) closeQuietly(cur);
+      if (next === null) return null;
+      cur = next;
+    }
+    return cur;
+  } catch (e) {
+    if (cur !== dirfd) closeQuietly(cur);
+    throw e;
   }
 }
 
