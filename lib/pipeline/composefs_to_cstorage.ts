@@ -55,6 +55,7 @@ import {
   layerChainIds,
 } from "../stores/cstorage/mod.ts";
 import { LayerStreamError } from "./errors.ts";
+import { placeholderTar } from "./placeholder_tar.ts";
 
 /** Options of {@linkcode exportComposefsImageToCStorage}. */
 export interface CStorageExportOptions {
@@ -129,9 +130,6 @@ export function recoveredImageName(configDigest: string): string {
   return `localhost/bootc-recovered:${hex.slice(0, 12)}`;
 }
 
-// Stands in for object bytes in the tar stream: never written to, so one buffer serves all.
-const PLACEHOLDER = new Uint8Array(1 << 20);
-
 /**
  * One layer splitstream as a tar stream whose external chunks are placeholder bytes, plus the
  * object behind each placeholder, keyed by the archive offset where it starts (which is the
@@ -162,36 +160,15 @@ class PlaceholderLayer {
       CONTENT_TYPE.ociLayer,
       this.where,
     );
-    const chunks = stream.chunks();
-    let offset = 0;
-    const pull = async (): Promise<Uint8Array | number | null> => {
-      const r = await chunks.next();
-      if (r.done) return null;
-      const c = r.value;
-      if (c.kind === "inline") {
-        offset += c.bytes.length;
-        return c.bytes;
-      }
+    yield* placeholderTar(stream.chunks(), (c, offset) => {
+      if (c.kind === "inline") return c.bytes;
       const size = objectSize(this.repo, c.id, this.where);
       if (this.#pending.has(offset)) {
         throw new LayerStreamError(this.where, `two external chunks at byte ${offset}`);
       }
       this.#pending.set(offset, { id: c.id, size });
-      offset += size;
       return size;
-    };
-    for (let cur = await pull(); cur !== null;) {
-      const next = await pull();
-      if (typeof cur !== "number") yield cur;
-      else {
-        for (let left = cur; left > 0;) {
-          const n = Math.min(left, PLACEHOLDER.length);
-          left -= n;
-          yield PLACEHOLDER.subarray(0, n);
-        }
-      }
-      cur = next;
-    }
+    }, { readAhead: true });
     // Every entry has been handed to the writer by now (only the trailer was still unread).
     const stray = [...this.#pending].sort(([a], [b]) => a - b)[0];
     if (stray) {

@@ -25,6 +25,7 @@ import { type ObjectId, objectPathname } from "../stores/composefs/object_id.ts"
 import type { ComposefsRepo } from "../stores/composefs/repository.ts";
 import { CONTENT_TYPE, INLINE_CONTENT_MAX, SplitStream } from "../stores/composefs/splitstream.ts";
 import { LayerStreamError } from "./errors.ts";
+import { placeholderTar } from "./placeholder_tar.ts";
 
 /** Where a regular file's bytes are. */
 export type FileContent =
@@ -37,9 +38,6 @@ export interface LayerEntry {
   tar: TarEntry;
   content?: FileContent;
 }
-
-// Stands in for object bytes: never written to, so one buffer serves every placeholder.
-const PLACEHOLDER = new Uint8Array(1 << 20);
 
 /**
  * The entries of the layer splitstream stored as object `streamId`, in archive order.
@@ -62,26 +60,14 @@ export async function* layerEntries(
   using stream = SplitStream.openObject(repo, streamId, CONTENT_TYPE.ociLayer, where);
   /** External chunks seen by the tar reader and not yet matched to an entry, in order. */
   const externals: { id: ObjectId; size: number; offset: number }[] = [];
-  let offset = 0;
-  async function* tarBytes(): AsyncGenerator<Uint8Array> {
-    for await (const c of stream.chunks()) {
-      if (c.kind === "inline") {
-        offset += c.bytes.length;
-        yield c.bytes;
-        continue;
-      }
-      const size = objectSize(repo, c.id, where);
-      externals.push({ id: c.id, size, offset });
-      for (let left = size; left > 0;) {
-        const n = Math.min(left, PLACEHOLDER.length);
-        offset += n;
-        left -= n;
-        yield PLACEHOLDER.subarray(0, n);
-      }
-    }
-  }
+  const tarBytes = placeholderTar(stream.chunks(), (c, offset) => {
+    if (c.kind === "inline") return c.bytes;
+    const size = objectSize(repo, c.id, where);
+    externals.push({ id: c.id, size, offset });
+    return size;
+  });
 
-  const tar = new TarReader(tarBytes(), where);
+  const tar = new TarReader(tarBytes, where);
   const stray = (e: TarEntry | null) => {
     const x = externals[0];
     return new LayerStreamError(

@@ -27,6 +27,7 @@ import { SplitStream } from "../../lib/stores/composefs/splitstream.ts";
 import { imageRef } from "../../lib/stores/ostree/refs.ts";
 import { OstreeRepo } from "../../lib/stores/ostree/repo.ts";
 import { run, runOk } from "../harness/run.ts";
+import { unistore } from "../fixtures/unistore_cli.ts";
 import type { Tool } from "../harness/tools.ts";
 import { unmountBelow } from "../fixtures/cstorage/podman.ts";
 import {
@@ -40,12 +41,6 @@ import {
   OSTREE_HOST_TOOLS,
 } from "../fixtures/host/mod.ts";
 import { withHostTree } from "../host/host_tree.ts";
-
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-
-function unistore(...args: string[]) {
-  return run([Deno.execPath(), "run", "-A", "--quiet", MAIN, ...args]);
-}
 
 /** `fsck images --json` on `dir`: the exit code and the parsed report. */
 async function fsckJson(dir: string, ...extra: string[]) {
@@ -93,6 +88,34 @@ const IMAGE_KEYS = [
   "pending",
   "issues",
 ];
+
+/**
+ * The report of image `name` as `over` says, else as most steps here expect it: in composefs
+ * and not in containers-storage, its ostree commit present and synthesized, live, pending
+ * (booted from the pulled commit), not repaired, no issues.
+ */
+function imageJson(name: string, over: Partial<ImageJson> = {}): ImageJson {
+  return {
+    name,
+    inComposefs: true,
+    inContainersStorage: false,
+    repaired: false,
+    ostreeCommitPresent: true,
+    ostreeCommitSynthesized: true,
+    isLive: true,
+    pending: true,
+    issues: [],
+    ...over,
+  };
+}
+
+/** An image no boot entry reaches, without an ostree commit. */
+const NOT_LIVE: Partial<ImageJson> = {
+  ostreeCommitPresent: false,
+  ostreeCommitSynthesized: false,
+  isLive: false,
+  pending: false,
+};
 
 const PODMAN: Tool = { bin: "podman", pkg: "podman" };
 
@@ -274,17 +297,7 @@ hostFixtureTest(
         assert.equal(report.ok, true);
         assert.equal(report.images.length, 1);
         assert.deepEqual(Object.keys(report.images[0]), IMAGE_KEYS);
-        assert.deepEqual(report.images[0], {
-          name,
-          inComposefs: true,
-          inContainersStorage: false,
-          repaired: false,
-          ostreeCommitPresent: true,
-          ostreeCommitSynthesized: true,
-          isLive: true,
-          pending: true,
-          issues: [],
-        });
+        assert.deepEqual(report.images[0], imageJson(name));
         const human = await fsckHuman(host.dir);
         assert.equal(human.code, 0);
         assert.deepEqual(human.lines, [
@@ -336,17 +349,7 @@ hostFixtureTest(
         assert.equal(code, 0, JSON.stringify(report));
         assert.equal(report.binding, "unified");
         assert.equal(report.unifiedStorageEnabled, true);
-        assert.deepEqual(report.images[0], {
-          name,
-          inComposefs: true,
-          inContainersStorage: true,
-          repaired: false,
-          ostreeCommitPresent: true,
-          ostreeCommitSynthesized: true,
-          isLive: true,
-          pending: true,
-          issues: [],
-        });
+        assert.deepEqual(report.images[0], imageJson(name, { inContainersStorage: true }));
         const deep = await fsckJson(host.dir, "--deep");
         assert.equal(deep.code, 0, JSON.stringify(deep.report));
       }
@@ -370,45 +373,21 @@ hostFixtureTest(
       assert.equal(faults.code, 4, JSON.stringify(faults.report));
       assert.equal(faults.report.ok, false);
       assert.deepEqual(faults.report.images, [
-        {
-          name,
-          inComposefs: true,
-          inContainersStorage: false,
-          repaired: false,
-          ostreeCommitPresent: true,
-          ostreeCommitSynthesized: true,
-          isLive: true,
-          pending: true,
+        imageJson(name, {
           issues: [
             `no bootc tag ${bootcTagFor(manifest)} in composefs (GC may collect the image)`,
             NOT_IN_CONTAINERS_STORAGE,
           ],
-        },
-        {
-          name: "localhost/dangling:1",
+        }),
+        imageJson("localhost/dangling:1", {
+          ...NOT_LIVE,
           inComposefs: false,
-          inContainersStorage: false,
-          repaired: false,
-          ostreeCommitPresent: false,
-          ostreeCommitSynthesized: false,
-          isLive: false,
-          pending: false,
           issues: [
             `composefs tag localhost/dangling:1 is dangling: streams/oci-manifest-${dangling} ` +
             "is missing",
           ],
-        },
-        {
-          name: "localhost/stale:2",
-          inComposefs: true,
-          inContainersStorage: false,
-          repaired: false,
-          ostreeCommitPresent: false,
-          ostreeCommitSynthesized: false,
-          isLive: false,
-          pending: false,
-          issues: [],
-        },
+        }),
+        imageJson("localhost/stale:2", NOT_LIVE),
       ]);
       const human = await fsckHuman(host.dir);
       assert.equal(human.code, 4);

@@ -16,21 +16,16 @@ import {
   readHostStatus,
 } from "../../lib/host/status.ts";
 import { run, runOk } from "../harness/run.ts";
+import { unistore } from "../fixtures/unistore_cli.ts";
 import {
-  buildBootableImage,
   buildComposefsHost,
   buildOstreeHost,
   COMPOSEFS_HOST_TOOLS,
   hostFixtureTest,
   OSTREE_HOST_TOOLS,
 } from "../fixtures/host/mod.ts";
+import { buildVersionedImages } from "../fixtures/host/versioned_images.ts";
 import { withHostTree } from "../host/host_tree.ts";
-
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-
-function unistore(...args: string[]) {
-  return run([Deno.execPath(), "run", "-A", "--quiet", MAIN, ...args]);
-}
 
 /** bootc's struct order of Host and HostStatus members (serde_yaml keeps it). */
 const HOST_ORDER = ["apiVersion", "kind", "metadata", "spec", "status"];
@@ -204,11 +199,8 @@ hostFixtureTest(
   "xfs",
   [...OSTREE_HOST_TOOLS, PYYAML],
   async (fs, bins) => {
-    const oci = `${fs.dir}/oci`;
-    await buildBootableImage(oci, { tag: "v1", version: "1.0", created: "2024-05-01T10:00:00Z" });
-    await buildBootableImage(oci, { tag: "v2", version: "2.0", created: "2024-05-02T10:00:00Z" });
     await using host = await buildOstreeHost(`${fs.mountpoint}/host`, {
-      images: [{ ref: "os:1", layout: `${oci}:v1` }, { ref: "os:2", layout: `${oci}:v2` }],
+      images: await buildVersionedImages(`${fs.dir}/oci`, 2),
       booted: 1,
       bins,
     });
@@ -353,20 +345,8 @@ hostFixtureTest(
   "xfs",
   COMPOSEFS_HOST_TOOLS,
   async (fs, bins) => {
-    const oci = `${fs.dir}/oci`;
-    for (const v of ["1", "2", "3"]) {
-      await buildBootableImage(oci, {
-        tag: `v${v}`,
-        version: `${v}.0`,
-        created: `2024-05-0${v}T10:00:00Z`,
-      });
-    }
     await using host = await buildComposefsHost(`${fs.mountpoint}/host`, {
-      images: [
-        { ref: "os:1", layout: `${oci}:v1` },
-        { ref: "os:2", layout: `${oci}:v2` },
-        { ref: "os:3", layout: `${oci}:v3` },
-      ],
+      images: await buildVersionedImages(`${fs.dir}/oci`, 3),
       booted: 1,
       staged: 2,
       bins,

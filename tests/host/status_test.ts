@@ -24,6 +24,7 @@ import {
   hostFixtureTest,
   OSTREE_HOST_TOOLS,
 } from "../fixtures/host/mod.ts";
+import { buildVersionedImages } from "../fixtures/host/versioned_images.ts";
 import { withHostTree } from "./host_tree.ts";
 
 /** The shape of spec bootc-unified-storage.md §8.2's sample: every key, nested. */
@@ -339,20 +340,8 @@ hostFixtureTest(
     { bin: "blockdev", pkg: "util-linux" },
   ],
   async (fs, bins) => {
-    const oci = `${fs.dir}/oci`;
-    for (const v of ["1", "2", "3"]) {
-      await buildBootableImage(oci, {
-        tag: `v${v}`,
-        version: `${v}.0`,
-        created: `2024-05-0${v}T10:00:00Z`,
-      });
-    }
     await using host = await buildComposefsHost(`${fs.mountpoint}/host`, {
-      images: [
-        { ref: "os:1", layout: `${oci}:v1` },
-        { ref: "os:2", layout: `${oci}:v2` },
-        { ref: "os:3", layout: `${oci}:v3` },
-      ],
+      images: await buildVersionedImages(`${fs.dir}/oci`, 3),
       booted: 1,
       staged: 2,
       stagedLocked: true,

@@ -97,6 +97,23 @@ function tarWithHeaderField(offset: number, width: number, value: string): Uint8
   return tar;
 }
 
+/** Every target refuses the image. */
+const REFUSED_BY_ALL = { composefs: "refuse", cstorage: "refuse", ostree: "refuse" } as const;
+/** Every target may take the image or refuse it, as long as nothing escapes. */
+const SAFE_FOR_ALL = { composefs: "any", cstorage: "any", ostree: "any" } as const;
+
+/**
+ * The stores that extract a tree (containers-storage, ostree) refuse the image; composefs, which
+ * keeps names as data and extracts nothing, may take it.
+ */
+const EXTRACTORS_REFUSE = { composefs: "any", cstorage: "refuse", ostree: "refuse" } as const;
+
+/**
+ * containers-storage refuses the layer; the merged tree ostree gets puts a directory where the
+ * symlink was (nothing leaves the commit): see docs/RELIABILITY.md.
+ */
+const CSTORAGE_REFUSES = { composefs: "any", cstorage: "refuse", ostree: "any" } as const;
+
 /** Every case, in the order the test runs them. */
 export const HOSTILE_CASES: HostileCase[] = [
   // --- names that try to leave the layer -------------------------------------------------------
@@ -104,9 +121,7 @@ export const HOSTILE_CASES: HostileCase[] = [
     name: "'..' climbing out of the layer",
     build: (dir, out) =>
       image(dir, new TarBuilder().file(`${climb(out)}/pwned-dotdot`, "pwned\n".repeat(20)).build()),
-    composefs: "any",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...EXTRACTORS_REFUSE,
     names: /pwned-dotdot|\.\./,
   },
   {
@@ -117,18 +132,14 @@ export const HOSTILE_CASES: HostileCase[] = [
         new TarBuilder().dir("usr").file(`usr/${climb(out)}/pwned-inner`, "pwned\n".repeat(20))
           .build(),
       ),
-    composefs: "any",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...EXTRACTORS_REFUSE,
     names: /pwned-inner|\.\./,
   },
   {
     name: "absolute path",
     build: (dir, out) =>
       image(dir, new TarBuilder().file(`${out}/pwned-abs`, "pwned\n".repeat(20)).build()),
-    composefs: "any",
-    cstorage: "any",
-    ostree: "any",
+    ...SAFE_FOR_ALL,
     names: /pwned-abs/,
   },
   {
@@ -139,11 +150,7 @@ export const HOSTILE_CASES: HostileCase[] = [
         new TarBuilder().dir("usr").symlink("usr/evil", climb(out))
           .file("usr/evil/pwned-via-symlink", "pwned\n".repeat(20)).build(),
       ),
-    composefs: "any",
-    cstorage: "refuse",
-    // The merged tree ostree gets puts a directory where the symlink was (nothing leaves the
-    // commit); c/storage refuses the layer: see docs/RELIABILITY.md.
-    ostree: "any",
+    ...CSTORAGE_REFUSES,
     names: /usr\/evil/,
   },
   {
@@ -154,11 +161,7 @@ export const HOSTILE_CASES: HostileCase[] = [
         new TarBuilder().dir("usr").symlink("usr/abs", out)
           .file("usr/abs/pwned-via-abs-symlink", "pwned\n".repeat(20)).build(),
       ),
-    composefs: "any",
-    cstorage: "refuse",
-    // The merged tree ostree gets puts a directory where the symlink was (nothing leaves the
-    // commit); c/storage refuses the layer: see docs/RELIABILITY.md.
-    ostree: "any",
+    ...CSTORAGE_REFUSES,
     names: /usr\/abs/,
   },
   {
@@ -169,9 +172,7 @@ export const HOSTILE_CASES: HostileCase[] = [
         new TarBuilder().dir("usr").symlink("usr/link-abs", `${out}/secret`)
           .symlink("usr/link-rel", `${climb(out)}/secret`).build(),
       ),
-    composefs: "any",
-    cstorage: "any",
-    ostree: "any",
+    ...SAFE_FOR_ALL,
     names: /usr\/link/,
   },
   {
@@ -181,18 +182,14 @@ export const HOSTILE_CASES: HostileCase[] = [
         dir,
         new TarBuilder().dir("usr").hardlink("usr/hl-dotdot", `${climb(out)}/secret`).build(),
       ),
-    composefs: "any",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...EXTRACTORS_REFUSE,
     names: /hl-dotdot|secret/,
   },
   {
     name: "hardlink to a file outside, absolute",
     build: (dir, out) =>
       image(dir, new TarBuilder().dir("usr").hardlink("usr/hl-abs", `${out}/secret`).build()),
-    composefs: "any",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...EXTRACTORS_REFUSE,
     names: /hl-abs|secret/,
   },
   {
@@ -203,9 +200,7 @@ export const HOSTILE_CASES: HostileCase[] = [
         new TarBuilder().dir("usr").symlink("usr/evil2", out)
           .hardlink("usr/hl-via-symlink", "usr/evil2/secret").build(),
       ),
-    composefs: "any",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...EXTRACTORS_REFUSE,
     names: /hl-via-symlink|evil2/,
   },
   // --- entries a layer may carry, but that must stay inside the store -------------------------
@@ -223,18 +218,14 @@ export const HOSTILE_CASES: HostileCase[] = [
           .add({ path: "usr/loop0", type: "block", devMajor: 7, devMinor: 0 })
           .add({ path: "usr/fifo", type: "fifo" }).build(),
       ),
-    composefs: "any",
-    cstorage: "any",
-    ostree: "any",
+    ...SAFE_FOR_ALL,
     names: /usr\/(null|loop0|fifo)/,
   },
   {
     name: "a 300-byte name component (over NAME_MAX)",
     build: (dir) =>
       image(dir, new TarBuilder().dir("usr").file(`usr/${"n".repeat(300)}`, "long\n").build()),
-    composefs: "any",
-    cstorage: "any",
-    ostree: "any",
+    ...SAFE_FOR_ALL,
     names: /nnnnnnnn/,
   },
   {
@@ -245,9 +236,7 @@ export const HOSTILE_CASES: HostileCase[] = [
       for (let i = 0; i < 60; i++) t.dir(p = `${p}/${"d".repeat(99)}`);
       return image(dir, t.file(`${p}/deep`, "deep\n").build());
     },
-    composefs: "any",
-    cstorage: "any",
-    ostree: "any",
+    ...SAFE_FOR_ALL,
     names: /dddddddd|deep/,
   },
   // --- broken tar headers ----------------------------------------------------------------------
@@ -259,9 +248,7 @@ export const HOSTILE_CASES: HostileCase[] = [
         new TarBuilder("gnu").file(`usr/${"l".repeat(70000)}`, "long\n", { longNames: "gnu" })
           .build(),
       ),
-    composefs: "any",
-    cstorage: "any",
-    ostree: "any",
+    ...SAFE_FOR_ALL,
     names: /long name|@LongLink|lllllll|ENAMETOOLONG|name/i,
   },
   {
@@ -272,9 +259,7 @@ export const HOSTILE_CASES: HostileCase[] = [
         new TarBuilder().add({ path: "PaxHeaders/x", typeflag: "x", content: "999999 path=x\n" })
           .file("usr/x", "x").build(),
       ),
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /pax/,
   },
   {
@@ -283,17 +268,13 @@ export const HOSTILE_CASES: HostileCase[] = [
       const tar = new TarBuilder().dir("usr").file("usr/victim", "x".repeat(100)).build();
       return image(dir, flipByte(tar, 600), "none"); // a byte of the second header's name
     },
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /checksum/,
   },
   {
     name: "size field not octal",
     build: (dir) => image(dir, tarWithHeaderField(124, 12, "99zz99zz99z"), "none"),
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /size/,
   },
   {
@@ -302,9 +283,7 @@ export const HOSTILE_CASES: HostileCase[] = [
       const tar = new TarBuilder().dir("usr").file("usr/big", "b".repeat(5000)).build();
       return image(dir, tar.subarray(0, 1024 + 2000), "none");
     },
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /end|truncated|short|unexpected/i,
   },
   // --- digests ---------------------------------------------------------------------------------
@@ -316,9 +295,7 @@ export const HOSTILE_CASES: HostileCase[] = [
       const path = blobPath(dir, manifest.layers[1].digest);
       await Deno.writeFile(path, flipByte(await Deno.readFile(path), 1100));
     },
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /sha256[:/][0-9a-f]{12}/,
   },
   {
@@ -331,9 +308,7 @@ export const HOSTILE_CASES: HostileCase[] = [
           (c.rootfs as { diff_ids: string[] }).diff_ids = [`sha256:${"0".repeat(64)}`];
         },
       }).then(() => {}),
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /diff_id|0000000000/,
   },
   {
@@ -345,9 +320,7 @@ export const HOSTILE_CASES: HostileCase[] = [
       const text = await Deno.readTextFile(path);
       await Deno.writeTextFile(path, text.replace('"os":"linux"', '"os":"Linux"'));
     },
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /sha256[:/][0-9a-f]{12}/,
   },
   {
@@ -360,9 +333,7 @@ export const HOSTILE_CASES: HostileCase[] = [
       index.manifests[0].digest = wrong;
       await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
     },
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /1111111111/,
   },
   {
@@ -372,9 +343,7 @@ export const HOSTILE_CASES: HostileCase[] = [
       const { manifest } = await manifestOf(dir);
       await Deno.remove(blobPath(dir, manifest.layers[1].digest));
     },
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /missing|sha256[:/][0-9a-f]{12}/,
   },
   // --- truncated and broken files --------------------------------------------------------------
@@ -396,9 +365,7 @@ export const HOSTILE_CASES: HostileCase[] = [
       await Deno.writeFile(blobPath(dir, manifest.layers[1].digest), cut);
       await replaceManifest(dir, new TextEncoder().encode(JSON.stringify(manifest)));
     },
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /gzip|end|truncated|unexpected/i,
   },
   {
@@ -408,9 +375,7 @@ export const HOSTILE_CASES: HostileCase[] = [
       const text = await Deno.readTextFile(`${dir}/index.json`);
       await Deno.writeTextFile(`${dir}/index.json`, text.slice(0, text.length / 2));
     },
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /index\.json/,
   },
   {
@@ -419,9 +384,7 @@ export const HOSTILE_CASES: HostileCase[] = [
       await image(dir, new TarBuilder().dir("usr").build());
       await replaceManifest(dir, new TextEncoder().encode('{"schemaVersion": 2, "layers": ['));
     },
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /manifest|sha256[:/][0-9a-f]{12}/,
   },
   {
@@ -432,9 +395,7 @@ export const HOSTILE_CASES: HostileCase[] = [
       manifest.layers = [42, { digest: 7 }];
       await replaceManifest(dir, new TextEncoder().encode(JSON.stringify(manifest)));
     },
-    composefs: "refuse",
-    cstorage: "refuse",
-    ostree: "refuse",
+    ...REFUSED_BY_ALL,
     names: /manifest|descriptor|sha256[:/][0-9a-f]{12}/,
   },
 ];
