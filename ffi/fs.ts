@@ -250,22 +250,21 @@ export function linkAt(
 
 /**
  * Gives an `O_TMPFILE` file a name, failing with EEXIST rather than replacing
- * anything. Uses the `/proc/self/fd/N` form, which needs no capability, and
- * falls back to `AT_EMPTY_PATH` (needs CAP_DAC_READ_SEARCH) when /proc is not
- * mounted, as in early boot.
+ * anything. Tries `AT_EMPTY_PATH` first (needs CAP_DAC_READ_SEARCH, which root
+ * has; no /proc lookup, and it works in early boot before /proc is mounted),
+ * then the `/proc/self/fd/N` form, which needs no capability.
  */
 export function linkTmpfile(fd: number, dirfd: number, name: PathLike): void {
-  const rc = libc.linkat(
-    AT.FDCWD,
-    cstr(`/proc/self/fd/${fd}`),
-    dirfd,
-    cstr(name),
-    AT.SYMLINK_FOLLOW,
-  );
-  if (rc === 0) return;
+  if (libc.linkat(fd, cstr(""), dirfd, cstr(name), AT.EMPTY_PATH) === 0) return;
   const err = lastErrno();
-  if (err !== Errno.ENOENT) throw new SysError("linkat", err, displayPath(name));
-  check(libc.linkat(fd, cstr(""), dirfd, cstr(name), AT.EMPTY_PATH), "linkat", name);
+  if (err !== Errno.EPERM && err !== Errno.ENOENT) {
+    throw new SysError("linkat", err, displayPath(name));
+  }
+  check(
+    libc.linkat(AT.FDCWD, cstr(`/proc/self/fd/${fd}`), dirfd, cstr(name), AT.SYMLINK_FOLLOW),
+    "linkat",
+    name,
+  );
 }
 
 /** renameat2(2); pass `RENAME.NOREPLACE` to fail with EEXIST instead of replacing. */

@@ -28,21 +28,20 @@
  * @module
  */
 
-import { close, read } from "../../ffi/fs.ts";
+import { close, closeQuietly, read } from "../../ffi/fs.ts";
 import { Crc64Iso } from "../digest/crc64.ts";
-import { FsVerityHasher } from "../digest/fsverity.ts";
-import { StreamingHash, toHex } from "../digest/hash.ts";
+import { toHex } from "../digest/hash.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import { DigestMismatchError } from "../oci/errors.ts";
 import { parseImageConfig, parseManifest } from "../oci/manifest.ts";
 import { TarReader } from "../oci/tar.ts";
-import { ReflinkUnsupportedError } from "../reflink/errors.ts";
+import { ReflinkUnsupportedError, SourceChangedError } from "../reflink/errors.ts";
 import {
-  type ByteSink,
   cloneToTmpfile,
   type CopyPolicy,
   discardClone,
   type PlaceMethod,
+  type TmpClone,
 } from "../reflink/place.ts";
 import { probeReflink, type ReflinkProbe } from "../reflink/probe.ts";
 import { ComposefsNotFoundError, RepoReadOnlyError } from "../stores/composefs/errors.ts";
@@ -69,6 +68,18 @@ import {
   type LayerTarPart,
 } from "../stores/cstorage/mod.ts";
 import { LayerStreamError, PipelineError } from "./errors.ts";
+import { type FileDigests, LayerDigests } from "./layer_digests.ts";
+import { placeholderTar } from "./placeholder_tar.ts";
+import {
+  describeVersion,
+  sameVersion,
+  type SourceVersion,
+  sourceVersion,
+} from "../reflink/source_version.ts";
+import { countShare, emptyDedupeStats, type OstreeDedupeStats } from "./block_sharing.ts";
+import type { OstreeFileIndex } from "./ostree_dedupe.ts";
+import type { OstreeRepo } from "../stores/ostree/repo.ts";
+import { faultPoint } from "../fault/fault_point.ts";
 
 /**
  * Mode of a new object: what composefs-rs gives objects (0644), as
@@ -87,6 +98,12 @@ export interface CStorageImportOptions {
   tagAs?: string | null;
   /** Also tag `localhost/bootc-<manifest digest>` (bootc's host image GC root); default true. */
   bootcTag?: boolean;
+  /**
+   * An ostree commit of the same image (a deployment pulled before unification): each file
+   * placed is also deduplicated with the commit's object at its path, in the same pass, while
+   * its pages are cached (see lib/pipeline/ostree_dedupe.ts). Reflinks only.
+   */
+  shareWithOstree?: { repo: OstreeRepo; files: OstreeFileIndex };
 }
 
 /** Counters of one layer split from containers-storage. */
@@ -118,6 +135,8 @@ export interface CStorageImportResult {
   manifestSkipped: boolean;
   /** The reflink probe (absent when no layer had to be written). */
   probe?: ReflinkProbe;
+  /** What sharing with `shareWithOstree` did, over the layers imported (not the skipped). */
+  ostreeShared?: OstreeDedupeStats;
 }
 
 /** Probes FICLONE from the store's graph root into composefs's `objects/` (or its root). */
@@ -133,39 +152,95 @@ function probeFrom(cstore: CStorage, cfsRepo: ComposefsRepo): ReflinkProbe {
 }
 
 /**
- * Places all of `srcFd` as an object of `repo` by reflink (or copy, as `policy` allows), feeding
- * the placed bytes to `sink` in the same pass that names the object (composefs-rs path 3, like
- * `ComposefsRepo.ensureObjectFromFd`, plus the caller's sink). `accept` runs after the bytes are
- * placed and before the object is linked: throwing there discards the clone.
+ * A file of `diff/` on its way to becoming an object: its digests are being computed on the
+ * digest thread; {@linkcode placeFile} clones it and links the object once they are in.
  */
-function cloneObject(
-  repo: ComposefsRepo,
+interface PendingFile {
+  /** The source in `diff/`: open until it is placed. */
+  srcFd: number;
+  /** What the source was when opened: the bytes hashed and the bytes cloned must be these. */
+  version: SourceVersion;
+  digests: PromiseLike<FileDigests>;
+  /** The tar entry's payload size. */
+  expected: number;
+  nameText: string;
+  what: string;
+}
+
+/**
+ * Most files handed to the digest thread and not yet placed, each holding one fd. Large, so
+ * that this thread can run ahead into a layer's many small files while the digest thread is
+ * still reading its big ones.
+ */
+const MAX_FILES_IN_FLIGHT = 1024;
+
+/** Hands `srcFd` to the digest thread (and, with a checksum, to the ostree dedupe there). */
+function hashFile(
+  digests: LayerDigests,
   srcFd: number,
-  opts: { policy: CopyPolicy; sink: ByteSink; what: string; accept: (size: number) => void },
-): { id: ObjectId; size: number; method: PlaceMethod; outcome: ObjectOutcome } {
-  const objects = repo.objectsDirfd(true);
-  // Insecure repositories are named by the userspace digest; secure ones by the kernel's.
-  const verity = repo.verity === "insecure" ? new FsVerityHasher(repo.algorithm) : undefined;
-  const tmp = cloneToTmpfile(srcFd, objects, {
-    policy: opts.policy,
-    mode: OBJECT_MODE,
-    what: opts.what,
-    sink: {
-      update(chunk: Uint8Array) {
-        verity?.update(chunk);
-        opts.sink.update(chunk);
-      },
-    },
-  });
+  opts: { what: string; expected: number; nameText: string; ostreeChecksum: string },
+): PendingFile {
+  const version = sourceVersion(srcFd);
+  const p = digests.file(srcFd, version, opts.what, opts.ostreeChecksum);
+  return { srcFd, version, digests: p, ...opts };
+}
+
+/**
+ * Once its digests are in: checks a pending file's size against the tar entry, clones it (or
+ * copies it, as `policy` allows) into an unnamed file of `repo`, checks the source is still the
+ * version that was hashed, and links the object under its fs-verity digest (secure
+ * repositories: measured by the kernel). Always releases the source fd and the staged file.
+ */
+async function placeFile(
+  repo: ComposefsRepo,
+  f: PendingFile,
+  policy: CopyPolicy,
+  where: string,
+): Promise<{
+  id: ObjectId;
+  size: number;
+  method: PlaceMethod;
+  outcome: ObjectOutcome;
+  share: FileDigests["share"];
+}> {
+  let d: FileDigests;
+  let tmp: TmpClone;
   try {
-    opts.accept(tmp.size);
-  } catch (e) {
-    discardClone(tmp);
-    throw e;
+    d = await f.digests;
+    if (d.size !== f.expected) {
+      throw new LayerIntegrityError(
+        where,
+        `file integrity checksum failed for ${JSON.stringify(f.nameText)}` +
+          ` (expected ${f.expected} bytes, found ${d.size})`,
+      );
+    }
+    tmp = cloneToTmpfile(f.srcFd, repo.objectsDirfd(true), {
+      policy,
+      mode: OBJECT_MODE,
+      what: f.what,
+      size: d.size,
+    });
+    const now = sourceVersion(f.srcFd);
+    if (!sameVersion(f.version, now)) {
+      discardClone(tmp);
+      throw new SourceChangedError(f.what, describeVersion(f.version), describeVersion(now));
+    }
+  } finally {
+    close(f.srcFd);
   }
   // finishStaged releases the staged file on every path.
-  const r = repo.finishStaged(tmp, verity ?? new FsVerityHasher(repo.algorithm));
-  return { id: r.id, size: tmp.size, method: tmp.method, outcome: r.outcome };
+  const r = repo.finishStaged(tmp, { digest: () => d.verity! });
+  return { id: r.id, size: d.size, method: tmp.method, outcome: r.outcome, share: d.share };
+}
+
+/** Releases what pending files hold after a failure (their digests may still be computing). */
+async function discardPending(files: PendingFile[]): Promise<void> {
+  for (const f of files) {
+    try {
+      await f.digests;
+    } catch { /* the first failure is what the caller reports */ }
+    closeQuietly(f.srcFd);
+  }
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array | null): boolean {
@@ -199,12 +274,14 @@ async function throwIfFileCorrupt(cstore: CStorage, layer: LayerRecord, where: s
   }
 }
 
-// Stands in for file content in the tar stream the reader parses: never written to.
-const PLACEHOLDER = new Uint8Array(1 << 20);
+/** What goes into the layer splitstream, in order, once the files before it are linked. */
+type StreamItem = { inline: Uint8Array } | { boundary: true } | { file: PendingFile };
 
 /**
  * Splits layer `layer` of `cstore` into objects and a layer splitstream of `repo` (not
- * registered): one pass over its tar-split and its `diff/` files, see the module doc.
+ * registered): one pass over its tar-split and its `diff/` files, see the module doc. Files
+ * are placed here and hashed on the digest thread meanwhile; the stream is written in order as
+ * their digests come in, with at most {@linkcode MAX_FILES_IN_FLIGHT} files waiting.
  */
 async function splitStoreLayer(
   repo: ComposefsRepo,
@@ -212,34 +289,27 @@ async function splitStoreLayer(
   layer: LayerRecord,
   diffId: string,
   policy: CopyPolicy,
+  digests: LayerDigests,
+  share: { repo: OstreeRepo; files: OstreeFileIndex; stats: OstreeDedupeStats } | null,
 ): Promise<{ id: ObjectId; stats: CStorageLayerStats }> {
   const where = `${cstore.path}: layer ${layer.id} (${diffId})`;
   const diffDir = `${cstore.path}/overlay/${layer.id}/diff`;
   // The tar reader parses segments with placeholders for file content, so that no file is read
   // before it is known whether it becomes an object (cloned) or inline data (read).
   const files: { part: Extract<LayerTarPart, { type: "file" }>; offset: number }[] = [];
-  let offset = 0;
   const parts = cstore.layerTarParts(layer.id); // holds the layer store's read lock until done
-  const source = (async function* (): AsyncGenerator<Uint8Array> {
-    for await (const p of parts) {
-      if (p.type === "segment") {
-        offset += p.bytes.length;
-        yield p.bytes;
-        continue;
-      }
-      if (p.size === 0) continue;
-      files.push({ part: p, offset });
-      for (let left = p.size; left > 0;) {
-        const n = Math.min(left, PLACEHOLDER.length);
-        offset += n;
-        left -= n;
-        yield PLACEHOLDER.subarray(0, n);
-      }
-    }
-  })();
+  const source = placeholderTar(parts, (p, offset) => {
+    if (p.type === "segment") return p.bytes;
+    if (p.size > 0) files.push({ part: p, offset });
+    return p.size;
+  });
 
   const alg = diffId.startsWith("sha512:") ? "sha512" : "sha256";
-  const sha = new StreamingHash(alg);
+  digests.begin(
+    alg,
+    repo.verity === "insecure" ? repo.algorithm : null,
+    share ? share.repo.objectsDirfd : null,
+  );
   const stats: CStorageLayerStats = {
     entries: 0,
     externalChunks: 0,
@@ -251,9 +321,35 @@ async function splitStoreLayer(
   };
   const tar = new TarReader(source, where);
   const w = new SplitStreamWriter(repo, CONTENT_TYPE.ociLayer);
+  const queue: StreamItem[] = [];
+  let inFlight = 0;
   const inline = (bytes: Uint8Array) => {
-    sha.update(bytes);
-    w.writeInline(bytes);
+    digests.inline(bytes);
+    queue.push({ inline: bytes.slice() }); // the reader reuses its buffers
+  };
+  // Writes queued items up to and including the first file (or all of them).
+  const drain = async (all: boolean) => {
+    while (queue.length > 0) {
+      const item = queue.shift()!;
+      if ("inline" in item) w.writeInline(item.inline);
+      else if ("boundary" in item) await w.markBoundary();
+      else {
+        inFlight--;
+        const placed = await placeFile(repo, item.file, policy, where);
+        await w.writeReference(placed.id, placed.size);
+        stats.externalChunks++;
+        stats.externalBytes += placed.size;
+        stats.placedBytes[placed.method] += placed.size;
+        if (placed.outcome === "written") stats.newObjects++;
+        if (share && placed.share) {
+          countShare(share.stats, placed.share);
+          if (placed.share.outcome === "deduped" || placed.share.outcome === "differed") {
+            faultPoint("pipeline.ostree-deduped");
+          }
+        }
+        if (!all) return;
+      }
+    }
   };
   try {
     for (let e = await tar.next(); e !== null; e = await tar.next()) {
@@ -264,7 +360,7 @@ async function splitStoreLayer(
           "sparse tar entries are not supported (composefs layers cannot hold them)",
         );
       }
-      await w.markBoundary();
+      queue.push({ boundary: true });
       inline(e.rawHeader);
       if (e.payloadSize > 0) {
         for await (const _ of tar.readPayload()) { /* placeholders */ }
@@ -285,33 +381,27 @@ async function splitStoreLayer(
             `${JSON.stringify(f.part.nameText)}: file missing from diff/`,
           );
         }
-        // Sizes are checked per file; contents by the layer's diff_id at the end, which covers
-        // every byte the per-file CRC-64 would (the CRC is only computed to name a culprit).
-        const checkFile = (size: number) => {
-          if (size !== e.payloadSize) {
-            throw new LayerIntegrityError(
-              where,
-              `file integrity checksum failed for ${JSON.stringify(f.part.nameText)}` +
-                ` (expected ${e.payloadSize} bytes, found ${size})`,
-            );
-          }
-        };
-        try {
-          const regular = e.type === "file" || e.type === "contiguous";
-          if (regular && e.payloadSize > INLINE_CONTENT_MAX) {
-            const placed = cloneObject(repo, fd, {
-              policy,
+        const regular = e.type === "file" || e.type === "contiguous";
+        if (regular && e.payloadSize > INLINE_CONTENT_MAX) {
+          let pending: PendingFile;
+          try {
+            pending = hashFile(digests, fd, {
               what: `${diffDir}/${f.part.nameText}`,
-              sink: sha,
-              accept: checkFile,
+              expected: e.payloadSize,
+              nameText: f.part.nameText,
+              ostreeChecksum: share?.files.take(e.pathText) ?? "",
             });
-            await w.writeReference(placed.id, placed.size);
-            stats.externalChunks++;
-            stats.externalBytes += placed.size;
-            stats.placedBytes[placed.method] += placed.size;
-            if (placed.outcome === "written") stats.newObjects++;
-          } else {
-            // Up to one byte more than the entry: a longer file fails the size check.
+          } catch (err) {
+            close(fd);
+            throw err;
+          }
+          queue.push({ file: pending });
+          if (++inFlight > MAX_FILES_IN_FLIGHT) await drain(false);
+        } else {
+          try {
+            // Up to one byte more than the entry: a longer file fails the size check. Sizes are
+            // checked per file; contents by the layer's diff_id at the end, which covers every
+            // byte the per-file CRC-64 would (the CRC is only computed to name a culprit).
             let size = 0;
             while (size <= e.payloadSize) {
               const buf = new Uint8Array(Math.min(READ_CHUNK, e.payloadSize - size + 1));
@@ -320,10 +410,16 @@ async function splitStoreLayer(
               inline(buf.subarray(0, n));
               size += n;
             }
-            checkFile(size);
+            if (size !== e.payloadSize) {
+              throw new LayerIntegrityError(
+                where,
+                `file integrity checksum failed for ${JSON.stringify(f.part.nameText)}` +
+                  ` (expected ${e.payloadSize} bytes, found ${size})`,
+              );
+            }
+          } finally {
+            close(fd);
           }
-        } finally {
-          close(fd);
         }
       }
       inline(await tar.readPadding());
@@ -337,7 +433,8 @@ async function splitStoreLayer(
         } whose content is no tar entry's payload`,
       );
     }
-    const found = `${alg}:${toHex(sha.digest())}`;
+    await drain(true);
+    const found = `${alg}:${toHex(await digests.end())}`;
     if (found !== diffId) {
       // The objects already written stay unreferenced; GC removes them.
       await source.return(undefined); // releases the store's lock before the second read
@@ -349,6 +446,7 @@ async function splitStoreLayer(
     return { id: await w.finish(), stats };
   } catch (err) {
     w.abort();
+    await discardPending(queue.flatMap((i) => "file" in i ? [i.file] : []));
     throw err;
   } finally {
     // Ends the tar-split iteration early after a failure, which releases the store's lock.
@@ -444,6 +542,11 @@ export async function importCStorageImageToComposefs(
   }
 
   const layers: CStorageImportedLayer[] = [];
+  using digests = missing ? new LayerDigests() : null;
+  // Sharing with ostree needs reflinks; without them the copy is all there is.
+  const share = opts.shareWithOstree && probe?.supported
+    ? { ...opts.shareWithOstree, stats: emptyDedupeStats() }
+    : null;
   for (const [index, layer] of chain.entries()) {
     const diffId = diffIds[index];
     const blobDigest = manifest.layers[index].digest;
@@ -454,7 +557,15 @@ export async function importCStorageImageToComposefs(
       layers.push({ diffId, blobDigest, layerId: layer.id, streamId: existing, skipped: true });
       continue;
     }
-    const { id, stats } = await splitStoreLayer(cfsRepo, cstore, layer, diffId, opts.policy);
+    const { id, stats } = await splitStoreLayer(
+      cfsRepo,
+      cstore,
+      layer,
+      diffId,
+      opts.policy,
+      digests!,
+      share,
+    );
     cfsRepo.registerStream(name, id); // syncfs first: the objects are on disk before the name
     layerIds.set(diffId, id);
     layers.push({ diffId, blobDigest, layerId: layer.id, streamId: id, skipped: false, stats });
@@ -507,5 +618,6 @@ export async function importCStorageImageToComposefs(
     tags,
     manifestSkipped,
     probe,
+    ostreeShared: share?.stats,
   };
 }

@@ -12,9 +12,8 @@
  * @module
  */
 
+import { isErrno } from "../../ffi/errno.ts";
 import { closeQuietly } from "../../ffi/fs.ts";
-import { fiemap, FIEMAP_EXTENT } from "../../ffi/extents.ts";
-import { dedupeFiles } from "../reflink/dedupe.ts";
 import type { ComposefsRepo } from "../stores/composefs/repository.ts";
 import type { StoredImage } from "../stores/composefs/oci_image.ts";
 import {
@@ -25,29 +24,51 @@ import {
 import type { OstreeRepo } from "../stores/ostree/repo.ts";
 import { faultPoint } from "../fault/fault_point.ts";
 import { MergedTree } from "./merged_tree.ts";
+import {
+  countShare,
+  emptyDedupeStats,
+  type OstreeDedupeStats,
+  shareFileBlocks,
+} from "./block_sharing.ts";
 
-/** What {@linkcode shareOstreeWithComposefs} did. */
-export interface OstreeDedupeStats {
-  /** ostree file objects paired with a composefs object. */
-  paired: number;
-  /** Pairs whose blocks were already shared (a synthesized commit, or an earlier run). */
-  alreadyShared: number;
-  /** Pairs whose blocks are shared now. */
-  deduped: number;
-  bytesDeduped: number;
-  /** Pairs the kernel found different (left alone). */
-  differed: number;
-  /** Pairs whose data lives inline in the inode (btrfs small files): nothing to share. */
-  inline: number;
-}
+export type { OstreeDedupeStats } from "./block_sharing.ts";
 
-/** How the two files' data relate before any dedupe. */
-function blockRelation(a: number, b: number): "shared" | "inline" | "separate" {
-  const ea = fiemap(a), eb = fiemap(b);
-  const inline = (e: typeof ea) =>
-    e.some((x) => x.physical === 0 || (x.flags & FIEMAP_EXTENT.DATA_INLINE) !== 0);
-  if (ea.length === 0 || inline(ea) || inline(eb)) return "inline";
-  return eb.length > 0 && ea[0].physical === eb[0].physical ? "shared" : "separate";
+/**
+ * The file paths of an ostree commit, as an image's layers name them: each image path is
+ * mapped by the ostree-ext transform (`/etc` → `/usr/etc`) to the checksum of the commit's file
+ * there. Each checksum is handed out once (hardlinks and equal files share one object).
+ */
+export class OstreeFileIndex {
+  readonly #checksumOf = new Map<string, string>();
+  readonly #given = new Set<string>();
+
+  constructor(
+    ostree: OstreeRepo,
+    commit: string,
+    readonly transform: Readonly<TreeTransform> = BOOTABLE_IMAGE_TRANSFORM,
+  ) {
+    // Symlinks are in the index too (telling them apart means reading every object): the
+    // files taken are opened with O_NOFOLLOW, and a symlink object is skipped then.
+    for (const [path, checksum] of ostree.walkCommitFiles(commit)) {
+      this.#checksumOf.set(path, checksum);
+    }
+  }
+
+  /**
+   * The checksum of the commit's file at image path `path` (`usr/bin/ls`, `/etc/motd`), or null
+   * when the commit has none there or it was handed out before.
+   */
+  take(path: string): string | null {
+    const parts = transformedParts(
+      path.split("/").filter((p) => p !== "" && p !== "."),
+      this.transform,
+    );
+    if (!parts) return null;
+    const checksum = this.#checksumOf.get(`/${parts.join("/")}`);
+    if (!checksum || this.#given.has(checksum)) return null;
+    this.#given.add(checksum);
+    return checksum;
+  }
 }
 
 /**
@@ -67,44 +88,26 @@ export async function shareOstreeWithComposefs(
   commit: string,
   opts: { transform?: Readonly<TreeTransform> } = {},
 ): Promise<OstreeDedupeStats> {
-  const transform = opts.transform ?? BOOTABLE_IMAGE_TRANSFORM;
-  const checksumOf = new Map<string, string>();
-  for (const item of ostree.walkCommit(commit)) {
-    if (item.type === "file") checksumOf.set(item.path, item.checksum);
-  }
-  const stats: OstreeDedupeStats = {
-    paired: 0,
-    alreadyShared: 0,
-    deduped: 0,
-    bytesDeduped: 0,
-    differed: 0,
-    inline: 0,
-  };
-  const done = new Set<string>();
+  const index = new OstreeFileIndex(ostree, commit, opts.transform);
+  const stats = emptyDedupeStats();
   const tree = await MergedTree.fromComposefs(cfs, image);
   for (const entry of tree.entries()) {
     if (entry.type !== "file" || !entry.objectId || typeof entry.path !== "string") continue;
-    const parts = transformedParts(entry.path.split("/").filter((p) => p !== ""), transform);
-    if (!parts) continue;
-    const checksum = checksumOf.get(`/${parts.join("/")}`);
-    if (!checksum || done.has(checksum)) continue;
-    done.add(checksum);
-    stats.paired++;
+    const checksum = index.take(entry.path);
+    if (!checksum) continue;
     const src = cfs.openObject(entry.objectId);
     let dst = -1;
     try {
-      dst = ostree.openFileObject(checksum);
-      const relation = blockRelation(src, dst);
-      if (relation === "shared") stats.alreadyShared++;
-      if (relation === "inline") stats.inline++;
-      if (relation !== "separate") continue;
-      const r = dedupeFiles(src, dst, `${entry.path} -> ostree ${checksum}`);
-      faultPoint("pipeline.ostree-deduped");
-      if (r.status === "same") {
-        stats.deduped++;
-        stats.bytesDeduped += r.bytesDeduped;
-      } else {
-        stats.differed++;
+      try {
+        dst = ostree.openFileObject(checksum);
+      } catch (e) {
+        if (isErrno(e, "ELOOP")) continue; // a symlink in the commit where the image has a file
+        throw e;
+      }
+      const r = shareFileBlocks(src, dst, `${entry.path} -> ostree ${checksum}`);
+      countShare(stats, r);
+      if (r.outcome === "deduped" || r.outcome === "differed") {
+        faultPoint("pipeline.ostree-deduped");
       }
     } finally {
       closeQuietly(src);

@@ -44,7 +44,11 @@ import { importCStorageImageToComposefs } from "./cstorage_to_composefs.ts";
 import { faultPoint } from "../fault/fault_point.ts";
 import { PipelineError } from "./errors.ts";
 import { composefsImages, ostreeImages } from "./inventory.ts";
-import { type OstreeDedupeStats, shareOstreeWithComposefs } from "./ostree_dedupe.ts";
+import {
+  type OstreeDedupeStats,
+  OstreeFileIndex,
+  shareOstreeWithComposefs,
+} from "./ostree_dedupe.ts";
 import { NO_PROGRESS, type Progress } from "./progress.ts";
 import { podmanPull } from "./podman_pull.ts";
 
@@ -150,6 +154,7 @@ export async function unifyHost(root: HostRoot, opts: UnifyOptions): Promise<Uni
     flagWritten: false,
     ok: true,
   };
+  const current = readBootcJson(root);
   const cstoragePath = root.bootcContainersStorage();
   if (!opts.dryRun) await Deno.mkdir(cstoragePath, { recursive: true, mode: 0o700 });
   using cfs = opts.dryRun && !root.isDir("sysroot/composefs")
@@ -174,6 +179,7 @@ export async function unifyHost(root: HostRoot, opts: UnifyOptions): Promise<Uni
       try {
         await unifyImage(item, entry, slot, {
           reflinks: probe.supported,
+          flaggedMode: current?.unified === opts.mode,
           cfs,
           ostree,
           cstoragePath,
@@ -194,7 +200,6 @@ export async function unifyHost(root: HostRoot, opts: UnifyOptions): Promise<Uni
     ostree?.close();
   }
 
-  const current = readBootcJson(root);
   const nothingDone = report.images.every((i) =>
     i.actions.length === 0 || i.actions.every((a) => a === "deduped-ostree:0")
   );
@@ -215,6 +220,8 @@ export async function unifyHost(root: HostRoot, opts: UnifyOptions): Promise<Uni
 
 interface UnifyContext {
   reflinks: boolean;
+  /** bootc.json already says this run's mode. */
+  flaggedMode: boolean;
   cfs: ComposefsRepo | null;
   ostree: OstreeRepo | null;
   cstoragePath: string;
@@ -284,18 +291,27 @@ async function unifyImage(
       }
     }
     c.progress.advance({ steps: 1 });
+    // Set when the import also shared the ostree deployment's blocks, for every layer.
+    let sharedOnImport: OstreeDedupeStats | undefined;
     if (!hub && (cs || c.dryRun)) {
       item.actions.push("containers-storage -> composefs");
       if (!c.dryRun && cs && c.cfs && cstore) {
         const [cfs, id] = [c.cfs, cs.id];
-        await transfer(
+        // The deployment's objects are deduplicated in the same pass, while each file's pages
+        // are cached, instead of in a second walk over both stores.
+        const shareWithOstree = c.ostree && entry.ostree && c.reflinks
+          ? { repo: c.ostree, files: new OstreeFileIndex(c.ostree, entry.ostree.checksum) }
+          : undefined;
+        const r = await transfer(
           `${cstore.path} -> ${cfs.path}`,
           () =>
             importCStorageImageToComposefs(cstore, cfs, `sha256:${id}`, {
               policy: c.policy,
               tagAs: item.image,
+              shareWithOstree,
             }),
         );
+        if (r.layers.every((l) => !l.skipped)) sharedOnImport = r.ostreeShared;
         hub = inComposefs();
       }
     }
@@ -326,11 +342,16 @@ async function unifyImage(
     c.progress.advance({ steps: 1 });
     // Without reflinks the kernel cannot share blocks either (FIDEDUPERANGE is the same
     // machinery): the ostree deployment keeps its own copy.
-    if (c.ostree && entry.ostree && hub && c.cfs && c.reflinks) {
+    // A host flagged in this mode was unified whole by an earlier run (the flag is written
+    // last): an image that was in both stores before this run had its deployment's blocks
+    // shared then, so walking both stores again would find nothing (and is most of a no-op
+    // run's time). `fsck images --deep` checks the sharing.
+    const sharedBefore = c.flaggedMode && item.actions.length === 0;
+    if (c.ostree && entry.ostree && hub && c.cfs && c.reflinks && !sharedBefore) {
       if (c.dryRun) {
         item.actions.push("share ostree deployment blocks with composefs");
       } else {
-        item.dedupe = await shareOstreeWithComposefs(
+        item.dedupe = sharedOnImport ?? await shareOstreeWithComposefs(
           c.cfs,
           c.ostree,
           hub.manifestDigest,

@@ -34,6 +34,9 @@ export class ReflinkUnsupportedError extends Error {
 export class SourceChangedError extends Error {
   /** The source file. */
   readonly source: string;
+  /** What the source was when cloned, and what it was after the read (size and ctime). */
+  readonly before: string;
+  readonly after: string;
 
   constructor(source: string, before: string, after: string) {
     super(
@@ -42,6 +45,8 @@ export class SourceChangedError extends Error {
     );
     this.name = "SourceChangedError";
     this.source = source;
+    this.before = before;
+    this.after = after;
   }
 }
 

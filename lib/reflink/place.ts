@@ -28,13 +28,13 @@ import {
   RENAME,
   renameAt,
   SEEK,
-  type Stat,
   type Timespec,
   unlinkAt,
   writeAll,
 } from "../../ffi/fs.ts";
 import { fsetxattr } from "../../ffi/xattr.ts";
 import { explainCloneErrno, ReflinkUnsupportedError, SourceChangedError } from "./errors.ts";
+import { describeVersion, sameVersion, sourceVersion } from "./source_version.ts";
 
 /** Whether data may be copied when it cannot be shared. */
 export type CopyPolicy = "reflink-required" | "reflink-or-copy";
@@ -100,15 +100,6 @@ function copyReadWrite(srcFd: number, dstFd: number, sink?: ByteSink): number {
   }
 }
 
-function sameVersion(a: Stat, b: Stat): boolean {
-  return a.size === b.size && a.mtime.sec === b.mtime.sec && a.mtime.nsec === b.mtime.nsec &&
-    a.ctime.sec === b.ctime.sec && a.ctime.nsec === b.ctime.nsec;
-}
-
-function describeVersion(s: Stat): string {
-  return `${s.size} bytes, ctime ${s.ctime.sec}.${String(s.ctime.nsec).padStart(9, "0")}`;
-}
-
 /** How to fill a fresh file from a source. */
 export interface FillOptions {
   policy: CopyPolicy;
@@ -135,7 +126,7 @@ function fillFrom(
 ): { method: PlaceMethod; size: number } {
   const what = opts.what ?? `fd ${srcFd}`;
   try {
-    const before = opts.sink ? fstat(srcFd) : undefined;
+    const before = opts.sink ? sourceVersion(srcFd) : undefined;
     ficlone(fd, srcFd, what);
     if (!opts.sink) return { method: "reflink", size: opts.size ?? fstat(fd).size };
     // The source is read, not the clone: its pages are usually cached (podman or ostree just
@@ -143,7 +134,7 @@ function fillFrom(
     // clone holds the source's bytes as of the FICLONE, so the source must not have changed
     // since: its size, mtime and ctime before the clone and after the read say so.
     const size = readThrough(srcFd, opts.sink);
-    const after = fstat(srcFd);
+    const after = sourceVersion(srcFd);
     if (!sameVersion(before!, after) || size !== before!.size) {
       throw new SourceChangedError(what, describeVersion(before!), describeVersion(after));
     }

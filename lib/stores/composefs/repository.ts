@@ -164,6 +164,15 @@ function checkComponent(name: string, what: string): void {
 }
 
 /**
+ * The userspace fs-verity digest of a staged file's bytes: an {@linkcode FsVerityHasher} fed
+ * while they were placed, or a digest computed elsewhere (another thread). Only asked for in
+ * insecure repositories; secure ones name objects by what the kernel measures.
+ */
+export interface StagedDigest {
+  digest(): Uint8Array;
+}
+
+/**
  * An open composefs repository.
  *
  * @example
@@ -539,7 +548,7 @@ export class ComposefsRepo implements Disposable {
    * userspace hash fed while the bytes were placed. Returns the clone to link (a read-only fd in
    * secure mode: verity needs every writable fd closed).
    */
-  #nameClone(tmp: TmpClone, hasher?: FsVerityHasher): { clone: TmpClone; id: ObjectId } {
+  #nameClone(tmp: TmpClone, hasher?: StagedDigest): { clone: TmpClone; id: ObjectId } {
     if (hasher) return { clone: tmp, id: toHex(hasher.digest()) };
     const where = `${this.path}/objects (new object)`;
     let ro = -1;
@@ -605,7 +614,7 @@ export class ComposefsRepo implements Disposable {
   }
 
   /** @internal Finishes a writer's staged file: name it (verity or userspace digest), link it. */
-  finishStaged(tmp: TmpClone, hasher: FsVerityHasher): { id: ObjectId; outcome: ObjectOutcome } {
+  finishStaged(tmp: TmpClone, hasher: StagedDigest): { id: ObjectId; outcome: ObjectOutcome } {
     const { clone, id } = this.#nameClone(tmp, this.verity === "insecure" ? hasher : undefined);
     return { id, outcome: this.linkStaged(clone, id) };
   }

@@ -146,6 +146,14 @@ export class OstreeRepo implements Disposable {
   }
 
   /**
+   * The fd of `objects/` (closed with the repository), for code that opens file objects
+   * (`objectPath(checksum, "file")`) on another thread of this process.
+   */
+  get objectsDirfd(): number {
+    return this.#objectsFd;
+  }
+
+  /**
    * Opens the repository at `path`: reads `config` and checks the mode.
    *
    * @throws {UnsupportedRepoModeError} for modes other than `bare` and `bare-user` (the
@@ -607,6 +615,24 @@ export class OstreeRepo implements Disposable {
   *walkCommit(commitChecksum: string): Generator<CommitTreeItem> {
     const c = this.readCommit(commitChecksum);
     yield* this.walkTree(c.rootTree, c.rootMeta);
+  }
+
+  /**
+   * The commit's non-directory entries as `[path, checksum]`, read from its dirtree objects
+   * alone: files and symlinks alike (telling them apart needs each object's metadata, which
+   * {@linkcode walkCommit} reads at a cost of two system calls per file).
+   */
+  *walkCommitFiles(commitChecksum: string): Generator<[string, string]> {
+    const walk = function* (
+      repo: OstreeRepo,
+      tree: string,
+      prefix: string,
+    ): Generator<[string, string]> {
+      const t = repo.readDirTree(tree);
+      for (const f of t.files) yield [prefix + f.name, f.checksum];
+      for (const d of t.dirs) yield* walk(repo, d.tree, `${prefix}${d.name}/`);
+    };
+    yield* walk(this, this.readCommit(commitChecksum).rootTree, "/");
   }
 
   /** Walks the tree rooted at a dirtree/dirmeta pair (see {@linkcode walkCommit}). */

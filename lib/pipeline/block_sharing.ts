@@ -1,0 +1,76 @@
+/**
+ * Sharing the blocks of two files that hold the same bytes, with FIDEDUPERANGE: the kernel
+ * compares the bytes before sharing, so both files, their inodes and metadata stay exactly as
+ * they are (DESIGN §4). Used by the ostree dedupe pass (lib/pipeline/ostree_dedupe.ts) and by
+ * the import's digest thread (lib/pipeline/layer_digests.ts), which is why it imports little.
+ *
+ * @module
+ */
+
+import { fiemap, FIEMAP_EXTENT } from "../../ffi/extents.ts";
+import { dedupeFiles } from "../reflink/dedupe.ts";
+
+/** What sharing an ostree commit's file objects with an image's files did. */
+export interface OstreeDedupeStats {
+  /** ostree file objects paired with a composefs object. */
+  paired: number;
+  /** Pairs whose blocks were already shared (a synthesized commit, or an earlier run). */
+  alreadyShared: number;
+  /** Pairs whose blocks are shared now. */
+  deduped: number;
+  bytesDeduped: number;
+  /** Pairs the kernel found different (left alone). */
+  differed: number;
+  /** Pairs whose data lives inline in the inode (btrfs small files): nothing to share. */
+  inline: number;
+}
+
+/** How the two files' data relate before any dedupe. */
+function blockRelation(a: number, b: number): "shared" | "inline" | "separate" {
+  const ea = fiemap(a), eb = fiemap(b);
+  const inline = (e: typeof ea) =>
+    e.some((x) => x.physical === 0 || (x.flags & FIEMAP_EXTENT.DATA_INLINE) !== 0);
+  if (ea.length === 0 || inline(ea) || inline(eb)) return "inline";
+  return eb.length > 0 && ea[0].physical === eb[0].physical ? "shared" : "separate";
+}
+
+/** What sharing one pair of files came to. */
+export type ShareOutcome = "shared" | "inline" | "deduped" | "differed";
+
+/**
+ * Makes the ostree object `dst` share the blocks of `src` when both hold the same bytes (the
+ * kernel compares them): `shared` when they already did, `inline` when either has its data in
+ * the inode (btrfs small files), `differed` when the bytes are not the same.
+ */
+export function shareFileBlocks(
+  src: number,
+  dst: number,
+  what: string,
+  opts: { assumeSeparate?: boolean } = {},
+): { outcome: ShareOutcome; bytes: number } {
+  if (!opts.assumeSeparate) {
+    const relation = blockRelation(src, dst);
+    if (relation !== "separate") return { outcome: relation, bytes: 0 };
+  }
+  const r = dedupeFiles(src, dst, what);
+  return r.status === "same"
+    ? { outcome: "deduped", bytes: r.bytesDeduped }
+    : { outcome: "differed", bytes: 0 };
+}
+
+/** Stats with nothing counted yet. */
+export function emptyDedupeStats(): OstreeDedupeStats {
+  return { paired: 0, alreadyShared: 0, deduped: 0, bytesDeduped: 0, differed: 0, inline: 0 };
+}
+
+/** Counts one pair's outcome into `stats`. */
+export function countShare(stats: OstreeDedupeStats, r: { outcome: ShareOutcome; bytes: number }) {
+  stats.paired++;
+  if (r.outcome === "shared") stats.alreadyShared++;
+  if (r.outcome === "inline") stats.inline++;
+  if (r.outcome === "differed") stats.differed++;
+  if (r.outcome === "deduped") {
+    stats.deduped++;
+    stats.bytesDeduped += r.bytes;
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The worker half of {@linkcode LayerDigests} (lib/pipeline/layer_digests.ts): runs a
+ * {@linkcode LayerDigestState} on its own thread and answers each `files` and `end` request in
+ * order. It reads the files through the fds the main thread passes (one process, one fd table).
+ *
+ * `deno compile` must be given `--include lib/pipeline/layer_digest_worker.ts` (scripts/compile.ts
+ * does): workers are not bundled by default.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { HASH_SIZES } from "../digest/hash.ts";
+import { SourceChangedError } from "../reflink/errors.ts";
+import {
+  type FileBatch,
+  type FileFailure,
+  type LayerDigestReply,
+  type LayerDigestRequest,
+  LayerDigestState,
+  shareCode,
+  unpackVersion,
+} from "./layer_digests.ts";
+
+let state: LayerDigestState | null = null;
+
+function hashBatch(s: LayerDigestState, b: FileBatch): LayerDigestReply {
+  const n = b.fds.length;
+  const hashSize = s.verity ? HASH_SIZES[s.verity] : 0;
+  const sizes = new Float64Array(n);
+  const verity = s.verity ? new Uint8Array(n * hashSize) : null;
+  const shares = new Uint8Array(n);
+  const sharedBytes = new Float64Array(n);
+  const failures: FileFailure[] = [];
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    s.inline(b.inline.subarray(start, b.inlineEnds[i]));
+    start = b.inlineEnds[i];
+    try {
+      const r = s.file(b.fds[i], unpackVersion(b.versions, i), "", b.ostreeChecksums[i]);
+      sizes[i] = r.size;
+      shares[i] = shareCode(r.share);
+      sharedBytes[i] = r.share?.bytes ?? 0;
+      if (verity && r.verity) verity.set(r.verity, i * hashSize);
+    } catch (e) {
+      const changed = e instanceof SourceChangedError
+        ? { before: e.before, after: e.after }
+        : undefined;
+      failures.push({ index: i, message: e instanceof Error ? e.message : String(e), changed });
+    }
+  }
+  return { t: "files", sizes, verity, shares, sharedBytes, failures };
+}
+
+self.onmessage = (ev: MessageEvent<LayerDigestRequest>) => {
+  const req = ev.data;
+  try {
+    if (req.t === "begin") {
+      state = new LayerDigestState(req.streamAlgorithm, req.verity, req.ostreeObjectsDirfd);
+      return;
+    }
+    if (!state) throw new Error(`"${req.t}" before "begin"`);
+    if (req.t === "files") {
+      const r = hashBatch(state, req);
+      const arrays = r.t === "files"
+        ? [r.sizes, r.shares, r.sharedBytes, ...(r.verity ? [r.verity] : [])]
+        : [];
+      self.postMessage(r, arrays.map((a) => a.buffer as ArrayBuffer));
+    } else {
+      state.inline(req.inline);
+      self.postMessage({ t: "end", digest: state.finish() } satisfies LayerDigestReply);
+    }
+  } catch (e) {
+    self.postMessage(
+      {
+        t: "error",
+        message: e instanceof Error ? e.message : String(e),
+      } satisfies LayerDigestReply,
+    );
+  }
+};
