@@ -60,6 +60,9 @@ const args = [
   "--allow-run",
   "--allow-env",
   "--allow-sys",
+  // Workers are not bundled unless named: the import hashes layers on this one.
+  "--include",
+  "lib/pipeline/layer_digest_worker.ts",
   "--output",
   "dist/unistore",
   "main.ts",
