@@ -259,7 +259,6 @@ function failureError(what: string, f: FileFailure): Error {
 export class LayerDigests implements Disposable {
   #worker: Worker | null = null;
   #local: LayerDigestState | null = null;
-  #verityAlgorithm: HashAlgorithm | null = null;
   #inline = new Uint8Array(1 << 16);
   #inlineLength = 0;
   #fds: number[] = [];
@@ -302,8 +301,10 @@ export class LayerDigests implements Disposable {
     verity: HashAlgorithm | null,
     ostreeObjectsDirfd: number | null = null,
   ): void {
-    this.#inlineLength = 0;
-    this.#verityAlgorithm = verity;
+    if (this.#fds.length > 0 || this.#inlineLength > 0) {
+      // A layer was left without end(): its bytes would land in this one.
+      throw new Error("LayerDigests.begin(): the previous layer was not ended");
+    }
     if (this.#worker) {
       this.#worker.postMessage({ t: "begin", streamAlgorithm, verity, ostreeObjectsDirfd });
     } else {
@@ -414,7 +415,8 @@ export class LayerDigests implements Disposable {
     }
     if (!Array.isArray(waiter)) return;
     const failed = new Map(r.failures.map((f) => [f.index, f]));
-    const hashSize = this.#verityAlgorithm ? HASH_SIZES[this.#verityAlgorithm] : 0;
+    // From the reply itself: a batch's algorithm is the one of the layer it was sent in.
+    const hashSize = r.verity ? r.verity.length / r.sizes.length : 0;
     waiter.forEach((p, i) => {
       const f = failed.get(i);
       if (f) return p.reject(failureError(p.what, f));

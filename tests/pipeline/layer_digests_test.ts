@@ -1,0 +1,307 @@
+// The layer digests of an import, threaded (LayerDigests) and in-thread (LayerDigestState),
+// judged by independent oracles: node:crypto over the whole stream, the `fsverity` tool per file,
+// FIEMAP for the blocks shared with ostree objects.
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { fiemap } from "../../ffi/extents.ts";
+import { AT, close, O, openAt, pwriteAll } from "../../ffi/fs.ts";
+import { fsverityDigest } from "../../lib/digest/fsverity.ts";
+import { type HashAlgorithm, toHex } from "../../lib/digest/hash.ts";
+import {
+  type FileDigests,
+  LayerDigests,
+  LayerDigestState,
+} from "../../lib/pipeline/layer_digests.ts";
+import { SourceChangedError } from "../../lib/reflink/errors.ts";
+import { sharedBytesOf } from "../../lib/reflink/shared.ts";
+import { type SourceVersion, sourceVersion } from "../../lib/reflink/source_version.ts";
+import { objectPath } from "../../lib/stores/ostree/objects.ts";
+import { pseudoRandomBytes } from "../harness/data.ts";
+import { fsTest } from "../harness/loopfs.ts";
+import { runOk } from "../harness/run.ts";
+import { toolTest } from "../harness/tools.ts";
+
+const MiB = 1 << 20;
+/** Around the fs-verity block (4096) and the read chunk (1 MiB). */
+const EDGE_SIZES = [0, 1, 64, 4095, 4096, 4097, MiB + 3, 3 * MiB - 5];
+
+/** The two implementations behind one shape: `begin` starts a layer, `end` gives its digest. */
+interface Digester extends Disposable {
+  name: string;
+  begin(stream: HashAlgorithm, verity: HashAlgorithm | null, objectsDirfd?: number | null): void;
+  inline(bytes: Uint8Array): void;
+  file(
+    fd: number,
+    v: SourceVersion,
+    what: string,
+    ostreeChecksum?: string,
+  ): PromiseLike<FileDigests>;
+  end(): Promise<Uint8Array>;
+}
+
+function threaded(): Digester {
+  const d = new LayerDigests();
+  assert.equal(d.threaded, true, "the digests run on a Worker");
+  return Object.assign(d, { name: "LayerDigests" });
+}
+
+function inThread(): Digester {
+  let s: LayerDigestState | null = null;
+  return {
+    name: "LayerDigestState",
+    begin: (stream, verity, dirfd = null) => s = new LayerDigestState(stream, verity, dirfd),
+    inline: (bytes) => s!.inline(bytes),
+    file: (fd, v, what, ck) => {
+      try {
+        return Promise.resolve(s!.file(fd, v, what, ck));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
+    end: () => Promise.resolve(s!.finish()),
+    [Symbol.dispose]() {},
+  };
+}
+
+/** A layer: file `i` comes after `inline[i]` in the stream, `tail` after the last file. */
+interface Layer {
+  paths: string[];
+  contents: Uint8Array[];
+  inline: Uint8Array[];
+  tail: Uint8Array;
+}
+
+/** Writes `sizes.length` files below `dir`, each with its own bytes, and inline bytes around. */
+async function writeLayer(dir: string, sizes: number[], seed: number): Promise<Layer> {
+  const layer: Layer = { paths: [], contents: [], inline: [], tail: pseudoRandomBytes(77, seed) };
+  for (const [i, size] of sizes.entries()) {
+    const path = `${dir}/f${seed}-${i}`;
+    const bytes = pseudoRandomBytes(size, seed * 1000 + i + 1);
+    await Deno.writeFile(path, bytes);
+    layer.paths.push(path);
+    layer.contents.push(bytes);
+    // Empty, tar-header-sized, and once larger than the 64 KiB the inline buffer starts with.
+    const inlineSize = i === 3 ? 100_000 : i % 3 === 0 ? 0 : 512;
+    layer.inline.push(pseudoRandomBytes(inlineSize, seed * 1000 + 500 + i));
+  }
+  return layer;
+}
+
+/** The oracle: sha256 over the stream in order, in one pass. */
+function streamSha256(layer: Layer): string {
+  const h = createHash("sha256");
+  layer.contents.forEach((c, i) => h.update(layer.inline[i]).update(c));
+  return h.update(layer.tail).digest("hex");
+}
+
+/** 45 files (the batch is 32): the edge sizes, then small files of assorted sizes. */
+function layerSizes(): number[] {
+  return [...EDGE_SIZES, ...Array.from({ length: 37 }, (_, i) => (i * 997) % 9000)];
+}
+
+function openAll(paths: string[]): number[] {
+  return paths.map((p) => openAt(AT.FDCWD, p, O.RDONLY | O.NOFOLLOW));
+}
+
+/** Fails instead of hanging when `p` never settles (a batch nobody sent). */
+async function within<T>(p: PromiseLike<T>, what: string, ms = 30_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "unistore-layer-digests-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Feeds layer one awaiting results mid-stream (file 0, sent, then file 34 of a batch not yet
+ * sent) before file 40 is fed, and layer two firing every file before awaiting them in reverse.
+ */
+async function checkTwoLayers(d: Digester, dir: string) {
+  const one = await writeLayer(dir, layerSizes(), 1);
+  const two = await writeLayer(dir, layerSizes().reverse(), 2);
+  const fds = [...openAll(one.paths), ...openAll(two.paths)];
+  try {
+    d.begin("sha256", "sha512");
+    const results: PromiseLike<FileDigests>[] = [];
+    for (const [i, path] of one.paths.entries()) {
+      d.inline(one.inline[i]);
+      results.push(d.file(fds[i], sourceVersion(fds[i]), path));
+      if (i === 34) {
+        await within(results[0], `${d.name}: file 0 of batch 1`);
+        await within(results[34], `${d.name}: file 34, in the unsent batch 2`);
+      }
+    }
+    d.inline(one.tail);
+    const got = await within(Promise.all(results), `${d.name}: layer 1`);
+    assert.equal(toHex(await d.end()), streamSha256(one), `${d.name}: layer 1 stream digest`);
+    got.forEach((r, i) => {
+      assert.equal(r.size, one.contents[i].length, `${one.paths[i]} size`);
+      assert.deepEqual(r.verity, fsverityDigest(one.contents[i], "sha512"), one.paths[i]);
+      assert.equal(r.share, null);
+    });
+
+    d.begin("sha256", "sha512");
+    const fds2 = fds.slice(one.paths.length);
+    const results2 = two.paths.map((path, i) => {
+      d.inline(two.inline[i]);
+      return d.file(fds2[i], sourceVersion(fds2[i]), path);
+    });
+    d.inline(two.tail);
+    for (let i = results2.length - 1; i >= 0; i--) {
+      const r = await within(results2[i], `${d.name}: layer 2 file ${i}`);
+      assert.deepEqual(r.verity, fsverityDigest(two.contents[i], "sha512"), two.paths[i]);
+    }
+    assert.equal(toHex(await d.end()), streamSha256(two), `${d.name}: layer 2 owes nothing to 1`);
+  } finally {
+    fds.forEach(close);
+  }
+}
+
+Deno.test("LayerDigests on its Worker: stream sha256 and per-file fs-verity, two layers", () =>
+  withTempDir(async (dir) => {
+    using d = threaded();
+    await checkTwoLayers(d, dir);
+  }));
+
+Deno.test("LayerDigestState in-thread: the same digests", () =>
+  withTempDir(async (dir) => {
+    using d = inThread();
+    await checkTwoLayers(d, dir);
+  }));
+
+toolTest(
+  "LayerDigests' fs-verity sha512 digests are what `fsverity digest` prints",
+  [{ bin: "fsverity", pkg: "fsverity" }],
+  (bins) =>
+    withTempDir(async (dir) => {
+      const layer = await writeLayer(dir, EDGE_SIZES, 3);
+      const fds = openAll(layer.paths);
+      try {
+        using d = threaded();
+        d.begin("sha256", "sha512");
+        const results = layer.paths.map((p, i) => d.file(fds[i], sourceVersion(fds[i]), p));
+        const got = await within(Promise.all(results), "edge sizes");
+        const r = await runOk([
+          bins.fsverity,
+          "digest",
+          "--hash-alg=sha512",
+          "--block-size=4096",
+          ...layer.paths,
+        ]);
+        // One line per file: "sha512:<hex> <path>".
+        const printed = r.stdout.trim().split("\n").map((l) => l.split(" ")[0]);
+        assert.deepEqual(got.map((g) => `sha512:${toHex(g.verity!)}`), printed);
+      } finally {
+        fds.forEach(close);
+      }
+    }),
+);
+
+for (const [name, make] of [["LayerDigests", threaded], ["LayerDigestState", inThread]] as const) {
+  Deno.test(`${name}: a file written to after its version was taken is refused`, () =>
+    withTempDir(async (dir) => {
+      const layer = await writeLayer(dir, [10_000, 5000], 4);
+      const [changed, after] = openAll(layer.paths);
+      try {
+        using d = make();
+        d.begin("sha256", "sha512");
+        const before = sourceVersion(changed);
+        // Same size: only mtime/ctime can tell. The pause outlasts coarse (per-tick) timestamps.
+        await new Promise((r) => setTimeout(r, 20));
+        const w = openAt(AT.FDCWD, layer.paths[0], O.WRONLY | O.NOFOLLOW);
+        pwriteAll(w, new Uint8Array([layer.contents[0][5000] ^ 0xff]), 5000);
+        close(w);
+        const p1 = d.file(changed, before, "layer 4/changed.bin");
+        const p2 = d.file(after, sourceVersion(after), "layer 4/after.bin");
+        await assert.rejects(within(p1, "changed file"), (e) => {
+          assert.ok(e instanceof SourceChangedError, String(e));
+          assert.equal(e.source, "layer 4/changed.bin");
+          assert.match(e.message, /layer 4\/changed\.bin changed/);
+          return true;
+        });
+        const r2 = await within(p2, "the file after it");
+        assert.deepEqual(r2.verity, fsverityDigest(layer.contents[1], "sha512"));
+        assert.equal((await d.end()).length, 32);
+      } finally {
+        close(changed);
+        close(after);
+      }
+    }));
+}
+
+// Sharing blocks with ostree file objects: a fake objects/ with one object of the same bytes
+// (written separately, so on other blocks), one of other bytes, one symlink, and one missing.
+fsTest("the digest thread shares blocks with same-bytes ostree objects only", [
+  "xfs",
+  "btrfs",
+], async (fs) => {
+  for (const make of [threaded, inThread]) {
+    using d = make();
+    const base = `${fs.mountpoint}/${d.name}`;
+    const size = 256 * 1024 + 3; // above btrfs' inline limit, with a partial last block
+    const same = pseudoRandomBytes(size, 10), mine = pseudoRandomBytes(size, 11);
+    const theirs = pseudoRandomBytes(size, 12), linked = pseudoRandomBytes(size, 13);
+    const ck = (s: string) => createHash("sha256").update(s).digest("hex");
+    const obj = (s: string) => `${base}/objects/${objectPath(ck(s), "file")}`;
+    for (const s of ["same", "differ", "symlink"]) {
+      await Deno.mkdir(obj(s).replace(/\/[^/]+$/, ""), { recursive: true });
+    }
+    await Deno.writeFile(obj("same"), same);
+    await Deno.writeFile(obj("differ"), theirs);
+    await Deno.writeFile(`${base}/outside.bin`, linked);
+    await Deno.symlink(`${base}/outside.bin`, obj("symlink"));
+    const sources = { same, differ: mine, symlink: linked, missing: same };
+    for (const [name, bytes] of Object.entries(sources)) {
+      await Deno.writeFile(`${base}/${name}.src`, bytes);
+    }
+
+    const names = Object.keys(sources);
+    const fds = openAll(names.map((n) => `${base}/${n}.src`));
+    const objects = openAt(AT.FDCWD, `${base}/objects`, O.RDONLY | O.DIRECTORY);
+    const sameObj = openAt(AT.FDCWD, obj("same"), O.RDONLY);
+    const outside = openAt(AT.FDCWD, `${base}/outside.bin`, O.RDONLY);
+    try {
+      assert.notEqual(fiemap(fds[0])[0].physical, fiemap(sameObj)[0].physical);
+      d.begin("sha256", "sha512", objects);
+      const results = names.map((n, i) => d.file(fds[i], sourceVersion(fds[i]), n, ck(n)));
+      const [rSame, rDiffer, rSymlink, rMissing] = await within(Promise.all(results), d.name);
+      assert.equal(
+        toHex(await d.end()),
+        createHash("sha256").update(same).update(mine).update(linked).update(same).digest("hex"),
+      );
+      assert.deepEqual(rSame.verity, fsverityDigest(same, "sha512"));
+
+      assert.deepEqual(rSame.share, { outcome: "deduped", bytes: size }, `${d.name}: same`);
+      assert.equal(fiemap(fds[0])[0].physical, fiemap(sameObj)[0].physical, "one block now");
+      assert.ok(sharedBytesOf(sameObj).sharedBytes >= size - 3);
+      assert.deepEqual(await Deno.readFile(obj("same")), same);
+
+      assert.deepEqual(rDiffer.share, { outcome: "differed", bytes: 0 }, `${d.name}: differ`);
+      assert.deepEqual(await Deno.readFile(obj("differ")), theirs);
+      assert.equal(sharedBytesOf(fds[1]).sharedBytes, 0);
+
+      assert.equal(rSymlink.share, null, `${d.name}: a symlink object is not followed`);
+      assert.equal(sharedBytesOf(outside).sharedBytes, 0, "the symlink's target kept its blocks");
+      assert.notEqual(fiemap(outside)[0].physical, fiemap(fds[2])[0].physical);
+      assert.equal(await Deno.readLink(obj("symlink")), `${base}/outside.bin`);
+
+      assert.equal(rMissing.share, null, `${d.name}: no such object`);
+    } finally {
+      [...fds, objects, sameObj, outside].forEach(close);
+    }
+  }
+});
