@@ -16,6 +16,7 @@ import { buildOstreeHost, type OstreeHost } from "../tests/fixtures/host/mod.ts"
 import { unmountBelow } from "../tests/fixtures/cstorage/podman.ts";
 import { runOk } from "../tests/harness/run.ts";
 import { runrootFor } from "../lib/pipeline/podman_pull.ts";
+import { UNISTORE_V8_FLAGS } from "../scripts/v8_flags.ts";
 import { type ImagePlan, planImage } from "./fedora_like_image.ts";
 import { writeImageLayout, type WrittenImage } from "./image_layout.ts";
 import { stopwatch } from "./measure.ts";
@@ -70,7 +71,17 @@ export async function buildBenchHost(dir: string, scale: number): Promise<BenchH
 
 /** argv of `deno run -A main.ts --root ROOT ARGS…`: unistore as a user runs it from a checkout. */
 export function unistoreCmd(root: string, ...args: string[]): string[] {
-  return [Deno.execPath(), "run", "-A", "--quiet", MAIN, "--root", root, ...args];
+  return [
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--quiet",
+    `--v8-flags=${UNISTORE_V8_FLAGS}`,
+    MAIN,
+    "--root",
+    root,
+    ...args,
+  ];
 }
 
 /**

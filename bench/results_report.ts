@@ -466,16 +466,20 @@ export function renderResultsMarkdown(r: BenchResults): string {
   L.push("## What each number includes", "");
   L.push(
     "- Every time is the wall time of whole processes, spawn to exit: unistore runs as " +
-      "`deno run -A main.ts` from the checkout, so Deno start-up and module loading are in it " +
-      "(as they are for a user); the reference tools are native binaries.",
+      "`deno run -A --v8-flags=--max-semi-space-size=1 main.ts` from the checkout (the flags " +
+      "`deno task compile` bakes into the binary, scripts/v8_flags.ts), so Deno start-up and " +
+      "module loading are in it (as they are for a user); the reference tools are native " +
+      "binaries.",
     "- Between timed runs: `sync -f` on the loop filesystem and a 2 s pause (XFS background " +
       "inode work). Before the comparisons the store's files are read once (`cat`), so both " +
-      "sides start with the sources in the page cache; both then read the bytes they placed " +
-      "(unistore hashes the clone, the floor hashes the copy), which are new inodes.",
+      "sides start with the sources in the page cache. The floor then reads its copies " +
+      "(new inodes, cold); unistore hashes the sources on a second thread (cached) and checks " +
+      "they did not change between the hash and the clone.",
     "- **set-unified full (with pull)**: `podman pull` from the loopback registry into bootc's " +
       "containers-storage (gzip layers decompressed and written), containers-storage → " +
-      "composefs by reflink with fs-verity sha512, CRC-64 and the layer sha256 in one pass, " +
-      "and the ostree deployment's objects shared with composefs by FIDEDUPERANGE; then the " +
+      "composefs by reflink: one thread parses tar-split, clones and links objects, a second " +
+      "reads each file once for fs-verity sha512 and the layer sha256 and shares the ostree " +
+      "deployment's object at its path by FIDEDUPERANGE (the kernel compares); then the " +
       "flags. Its peak RSS is podman's or unistore's, whichever is larger (getrusage).",
     "- **set-unified full --no-pull**: the image was put into containers-storage by " +
       "`skopeo copy` beforehand (the same library podman pull uses); everything else as " +
@@ -483,9 +487,9 @@ export function renderResultsMarkdown(r: BenchResults): string {
     "- **floor**: `cp -a --reflink=always` of the store's `overlay/` directory (every layer's " +
       "`diff/`), then one process (bench/hash_tree.ts) reading every copied file once and " +
       "feeding sha256 and sha512 (node:crypto = OpenSSL with SHA-NI, as unistore's digests). " +
-      "That pass reads the copies cold (new inodes: through the loop device), as unistore " +
-      "reads its clones. The coreutils variant runs `sha256sum` then `sha512sum` after it " +
-      "(no SHA-NI, but both read the copy from the page cache the first pass filled).",
+      "That pass reads the copies cold (new inodes: through the loop device). The coreutils variant runs `sha256sum` then `sha512sum` after it " +
+      "(no SHA-NI, but both read the copy from the page cache the first pass filled): the " +
+      "closest to unistore's cached reads.",
     "- **ostree commit**: `ostree commit --tree=tar=LAYER.tar` per uncompressed layer (as " +
       "ostree-ext commits layers), into a fresh `bare` repo on the same filesystem; the tars " +
       "were read once before.",

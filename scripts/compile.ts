@@ -12,8 +12,11 @@
  * @module
  */
 
+import { UNISTORE_V8_FLAGS } from "./v8_flags.ts";
+
 const version = Deno.version.deno;
 const target = Deno.build.target;
+
 const allowDownload = Deno.args.includes("--allow-download");
 
 async function denoDir(): Promise<string> {
@@ -60,6 +63,7 @@ const args = [
   "--allow-run",
   "--allow-env",
   "--allow-sys",
+  `--v8-flags=${UNISTORE_V8_FLAGS}`,
   // Workers are not bundled unless named: the import hashes layers on this one.
   "--include",
   "lib/pipeline/layer_digest_worker.ts",

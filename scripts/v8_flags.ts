@@ -1,0 +1,16 @@
+/**
+ * The V8 flags unistore runs with. `deno compile` bakes them into the binary
+ * (scripts/compile.ts); the bench passes them to `deno run` so that it measures what ships,
+ * and the `unistore` task in deno.json repeats them (JSON cannot import this).
+ *
+ * `--max-semi-space-size=1` (MiB): an import streams tens of thousands of files through
+ * short-lived buffers and objects on two isolates (the main thread and the layer digest
+ * worker). With V8's default 16 MiB semi-spaces that garbage was a third of the peak RSS of
+ * `set-unified full` (bench/RESULTS.md); 1 MiB semi-spaces cost no measurable time. The flag
+ * must be given at start-up: set later, it does not resize a heap that exists.
+ *
+ * @module
+ */
+
+/** The value of `--v8-flags=`. */
+export const UNISTORE_V8_FLAGS = "--max-semi-space-size=1";
