@@ -116,29 +116,37 @@ export function pread(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number):
   }
 }
 
-/** Writes all of `buf` at the file position (looping over short writes). */
-export function writeAll(fd: number, buf: Uint8Array<ArrayBuffer>): void {
+/**
+ * Writes all of `buf` at the file position (looping over short writes). `what` names the file
+ * in errors (an ENOSPC that says only `fd 33` tells the user nothing); default `fd N`.
+ */
+export function writeAll(fd: number, buf: Uint8Array<ArrayBuffer>, what?: string): void {
   let off = 0;
   while (off < buf.length) {
     const part = off === 0 ? buf : buf.subarray(off);
     const n = Number(libc.write(fd, part, BigInt(part.length)));
     if (n < 0) {
       if (lastErrno() === Errno.EINTR) continue;
-      throw new SysError("write", lastErrno(), `fd ${fd}`);
+      throw new SysError("write", lastErrno(), what ?? `fd ${fd}`);
     }
     off += n;
   }
 }
 
-/** Writes all of `buf` at `offset`. */
-export function pwriteAll(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): void {
+/** Writes all of `buf` at `offset`; `what` names the file in errors, as for `writeAll`. */
+export function pwriteAll(
+  fd: number,
+  buf: Uint8Array<ArrayBuffer>,
+  offset: number,
+  what?: string,
+): void {
   let off = 0;
   while (off < buf.length) {
     const part = off === 0 ? buf : buf.subarray(off);
     const n = Number(libc.pwrite(fd, part, BigInt(part.length), BigInt(offset + off)));
     if (n < 0) {
       if (lastErrno() === Errno.EINTR) continue;
-      throw new SysError("pwrite", lastErrno(), `fd ${fd}`);
+      throw new SysError("pwrite", lastErrno(), what ?? `fd ${fd}`);
     }
     off += n;
   }

@@ -87,7 +87,7 @@ function readThrough(fd: number, sink: ByteSink): number {
   }
 }
 
-function copyReadWrite(srcFd: number, dstFd: number, sink?: ByteSink): number {
+function copyReadWrite(srcFd: number, dstFd: number, what: string, sink?: ByteSink): number {
   const buf = buffer();
   let total = 0;
   for (;;) {
@@ -95,7 +95,7 @@ function copyReadWrite(srcFd: number, dstFd: number, sink?: ByteSink): number {
     if (n === 0) return total;
     const part = buf.subarray(0, n);
     sink?.update(part);
-    writeAll(dstFd, part);
+    writeAll(dstFd, part, `copy of ${what}`);
     total += n;
   }
 }
@@ -148,7 +148,7 @@ function fillFrom(
   }
   lseek(srcFd, 0, SEEK.SET);
   // With a sink, one read per byte: hash while copying rather than copy then re-read.
-  if (opts.sink) return { method: "readwrite", size: copyReadWrite(srcFd, fd, opts.sink) };
+  if (opts.sink) return { method: "readwrite", size: copyReadWrite(srcFd, fd, what, opts.sink) };
   return copyKernelFirst(srcFd, fd, what);
 }
 
@@ -216,7 +216,7 @@ function copyKernelFirst(srcFd: number, dstFd: number, what: string) {
     if (!(e instanceof SysError) || !(e.is("EXDEV") || e.is("EINVAL") || e.is("EOPNOTSUPP"))) {
       throw e;
     }
-    return { method: "readwrite" as PlaceMethod, size: size + copyReadWrite(srcFd, dstFd) };
+    return { method: "readwrite" as PlaceMethod, size: size + copyReadWrite(srcFd, dstFd, what) };
   }
 }
 

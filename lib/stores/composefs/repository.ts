@@ -848,7 +848,11 @@ export class ObjectWriter {
   /** Appends bytes. */
   write(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
-    writeAll(this.tmp.fd, chunk as Uint8Array<ArrayBuffer>);
+    writeAll(
+      this.tmp.fd,
+      chunk as Uint8Array<ArrayBuffer>,
+      `${this.repo.path}/objects (new object)`,
+    );
     this.#hasher.update(chunk);
     this.#size += chunk.length;
   }
@@ -955,7 +959,7 @@ function writeMetadataFile(
     named = true;
   }
   try {
-    writeAll(fd, data as Uint8Array<ArrayBuffer>);
+    writeAll(fd, data as Uint8Array<ArrayBuffer>, where);
     fsync(fd);
     if (verity !== "insecure") {
       const ro = named

@@ -215,7 +215,7 @@ export class SplitStreamWriter {
 
   #spool(parts: Uint8Array[]): void {
     for (const p of parts) {
-      pwriteAllAt(this.#scratch, p, this.#scratchLen);
+      pwriteAllAt(this.#scratch, p, this.#scratchLen, this.#repo.path);
       this.#scratchLen += p.length;
     }
   }
@@ -293,9 +293,9 @@ export class SplitStreamWriter {
   }
 }
 
-function pwriteAllAt(fd: number, bytes: Uint8Array, offset: number): void {
+function pwriteAllAt(fd: number, bytes: Uint8Array, offset: number, repo: string): void {
   // Positional writes: the scratch file needs no seeking.
-  pwriteAll(fd, bytes as Uint8Array<ArrayBuffer>, offset);
+  pwriteAll(fd, bytes as Uint8Array<ArrayBuffer>, offset, `${repo}/objects (new splitstream)`);
 }
 
 function setRange(v: DataView, at: number, start: number, end: number): void {

@@ -576,7 +576,8 @@ export class DiffWriter {
 
     const fd = openAt(parentFd, base, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o600);
     return {
-      write: (chunk: Uint8Array) => writeAll(fd, chunk as Uint8Array<ArrayBuffer>),
+      write: (chunk: Uint8Array) =>
+        writeAll(fd, chunk as Uint8Array<ArrayBuffer>, `${this.where}: ${entry.pathText}`),
       finish: () => {
         try {
           finishMeta(fd);

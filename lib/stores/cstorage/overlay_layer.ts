@@ -65,7 +65,7 @@ function writeSmallFile(dirfd: number, name: string, text: string, mode: number)
   const fd = openAt(dirfd, name, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, mode);
   try {
     fchmod(fd, mode);
-    writeAll(fd, new TextEncoder().encode(text));
+    writeAll(fd, new TextEncoder().encode(text), name);
   } finally {
     close(fd);
   }

@@ -237,14 +237,16 @@ export class TarSplitWriter {
     const bytes = new TextEncoder().encode(this.#pending.join(""));
     this.#pending = [];
     this.#pendingLength = 0;
-    for (const out of await this.#pump.write(bytes)) writeAll(this.fd, new Uint8Array(out));
+    for (const out of await this.#pump.write(bytes)) {
+      writeAll(this.fd, new Uint8Array(out), this.where);
+    }
   }
 
   /** Flushes everything and ends the gzip stream. The caller fsyncs and names the file. */
   async finish(): Promise<void> {
     if (this.#done) return;
     await this.#flush();
-    for (const out of await this.#pump.end()) writeAll(this.fd, new Uint8Array(out));
+    for (const out of await this.#pump.end()) writeAll(this.fd, new Uint8Array(out), this.where);
     this.#done = true;
   }
 

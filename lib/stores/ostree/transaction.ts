@@ -259,7 +259,7 @@ export class RepoTransaction {
     const dirfd = this.#stageDir(dir);
     const fd = openAt(this.#stagingFd, ".", O.TMPFILE | O.RDWR, 0o600);
     try {
-      writeAll(fd, new Uint8Array(bytes));
+      writeAll(fd, new Uint8Array(bytes), `${this.repo.path}/objects/${path}`);
       fchmod(fd, METADATA_MODE);
       if (this.repo.config.perObjectFsync) fsync(fd);
       linkTmpfileIgnoreExisting(fd, dirfd, name);
@@ -355,7 +355,7 @@ export class RepoTransaction {
     const dirfd = this.#stageDir(dir);
     const fd = openAt(this.#stagingFd, ".", O.TMPFILE | O.RDWR, 0o600);
     try {
-      writeAll(fd, new Uint8Array(content));
+      writeAll(fd, new Uint8Array(content), `${this.repo.path}/objects/${path}`);
       this.#applyFileMetadata(fd, m);
       linkTmpfileIgnoreExisting(fd, dirfd, name);
     } finally {
@@ -386,7 +386,11 @@ export class RepoTransaction {
     if (this.repo.mode === "bare-user") {
       const fd = openAt(this.#stagingFd, ".", O.TMPFILE | O.RDWR, 0o600);
       try {
-        writeAll(fd, new TextEncoder().encode(m.symlinkTarget + "\0"));
+        writeAll(
+          fd,
+          new TextEncoder().encode(m.symlinkTarget + "\0"),
+          `${this.repo.path}/objects/${path}`,
+        );
         fchmod(fd, 0o644);
         fsetxattr(fd, BAREUSER_META_XATTR, serializeUidGidModeXattrs(m));
         futimens(fd, OBJECT_MTIME, OBJECT_MTIME);
