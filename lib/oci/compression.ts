@@ -30,35 +30,35 @@ export class TransformPump {
   readonly #t: Transform;
   #out: Uint8Array[] = [];
   #error: Error | null = null;
-  readonly #failed: Promise<never>;
-  readonly #ended: Promise<void>;
+  #ended = false;
+  // The pending call's settlers. An error event rejects the call waiting now; racing every
+  // call against one long-lived "failed" promise instead leaked a reaction per call (a
+  // kilobyte per splitstream reference: hundreds of MiB over a large image).
+  #reject: ((e: Error) => void) | null = null;
+  #resolveEnd: (() => void) | null = null;
 
   constructor(transform: Transform, readonly where: string) {
     this.#t = transform;
     transform.on("data", (d: Uint8Array) => {
       this.#out.push(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
     });
-    this.#failed = new Promise<never>((_, reject) => {
-      transform.on("error", (e: Error) => {
-        this.#error = e;
-        reject(e);
-      });
+    transform.on("error", (e: Error) => {
+      this.#error = e;
+      this.#reject?.(e);
     });
-    // Both promises are awaited only through races; keep an unobserved rejection quiet.
-    this.#failed.catch(() => {});
-    this.#ended = new Promise<void>((resolve) => transform.on("end", resolve));
+    transform.on("end", () => {
+      this.#ended = true;
+      this.#resolveEnd?.();
+    });
   }
 
   /** Feeds `chunk`; returns the output available so far (possibly none). */
   async write(chunk: Uint8Array): Promise<Uint8Array[]> {
     this.#check();
     if (chunk.length > 0) {
-      await Promise.race([
-        new Promise<void>((resolve, reject) =>
-          this.#t.write(chunk, (err) => (err ? reject(err) : resolve()))
-        ),
-        this.#failed,
-      ]).catch((e) => this.#wrap(e));
+      await this.#call((resolve, reject) =>
+        this.#t.write(chunk, (err) => (err ? reject(err) : resolve()))
+      );
     }
     return this.#take();
   }
@@ -66,14 +66,33 @@ export class TransformPump {
   /** Ends the input; returns all remaining output. */
   async end(): Promise<Uint8Array[]> {
     this.#check();
-    this.#t.end();
-    await Promise.race([this.#ended, this.#failed]).catch((e) => this.#wrap(e));
+    await this.#call((resolve) => {
+      if (this.#ended) return resolve();
+      this.#resolveEnd = resolve;
+      this.#t.end();
+    });
     return this.#take();
   }
 
   /** Releases the transform after a failure elsewhere. */
   destroy(): void {
     this.#t.destroy();
+  }
+
+  async #call(
+    start: (resolve: () => void, reject: (e: Error) => void) => void,
+  ): Promise<void> {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#reject = reject;
+        start(resolve, reject);
+      });
+    } catch (e) {
+      this.#wrap(e);
+    } finally {
+      this.#reject = null;
+      this.#resolveEnd = null;
+    }
   }
 
   #check(): void {
