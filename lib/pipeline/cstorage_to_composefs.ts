@@ -542,7 +542,7 @@ export async function importCStorageImageToComposefs(
   }
 
   const layers: CStorageImportedLayer[] = [];
-  using digests = missing ? new LayerDigests() : null;
+  using digests = missing ? await LayerDigests.start() : null;
   // Sharing with ostree needs reflinks; without them the copy is all there is.
   const share = opts.shareWithOstree && probe?.supported
     ? { ...opts.shareWithOstree, stats: emptyDedupeStats() }

@@ -80,3 +80,6 @@ self.onmessage = (ev: MessageEvent<LayerDigestRequest>) => {
     );
   }
 };
+
+// Tells the main thread this module loaded: until then a load failure means "hash there".
+self.postMessage({ t: "ready" });

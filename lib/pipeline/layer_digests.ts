@@ -227,6 +227,9 @@ export function shareCode(share: FileDigests["share"]): number {
   return share ? SHARE_CODES.indexOf(share.outcome) : 0;
 }
 
+/** The worker's module; `deno compile` must be told to include it (scripts/compile.ts). */
+const WORKER_URL = new URL("./layer_digest_worker.ts", import.meta.url);
+
 /** Files per message: one message per file cost more than the hashing it saved. */
 const BATCH_FILES = 32;
 
@@ -248,7 +251,7 @@ function failureError(what: string, f: FileFailure): Error {
  *
  * @example
  * ```ts ignore
- * using d = new LayerDigests();
+ * using d = await LayerDigests.start();
  * d.begin("sha256", "sha512");
  * d.inline(header);
  * const p = d.file(fd, sourceVersion(fd), path); // hashed on the worker
@@ -270,21 +273,52 @@ export class LayerDigests implements Disposable {
   readonly #sent: (Pending[] | ((d: Uint8Array) => void))[] = [];
   #failed: Error | null = null;
   #batchesSent = 0;
+  #started = false;
+  #readyResolve!: () => void;
+  readonly #ready = new Promise<void>((resolve) => {
+    this.#readyResolve = () => {
+      this.#started = true;
+      resolve();
+    };
+  });
 
-  constructor() {
+  /**
+   * Use {@linkcode LayerDigests.start}, which waits until the worker is running. Constructed
+   * directly, a worker that fails to load fails every request.
+   */
+  constructor(workerUrl: string | URL = WORKER_URL) {
     try {
-      this.#worker = new Worker(new URL("./layer_digest_worker.ts", import.meta.url).href, {
-        type: "module",
-      });
+      this.#worker = new Worker(workerUrl, { type: "module" });
     } catch {
-      this.#worker = null; // e.g. a binary compiled without the worker: hash here instead
+      this.#worker = null; // hash on this thread instead
+      this.#readyResolve();
       return;
     }
-    this.#worker.onmessage = (ev: MessageEvent<LayerDigestReply>) => this.#receive(ev.data);
+    this.#worker.onmessage = (ev: MessageEvent<LayerDigestReply | { t: "ready" }>) => {
+      if (ev.data.t === "ready") this.#readyResolve();
+      else this.#receive(ev.data);
+    };
     this.#worker.onerror = (ev: ErrorEvent) => {
       ev.preventDefault();
+      if (!this.#started) {
+        // It never ran (a binary compiled without it, say): hash on this thread instead.
+        this.#worker?.terminate();
+        this.#worker = null;
+        this.#readyResolve();
+        return;
+      }
       this.#fail(new Error(`layer digest worker failed: ${ev.message}`));
     };
+  }
+
+  /**
+   * A `LayerDigests` whose worker is running, or that hashes on this thread when no worker
+   * could be started (then {@linkcode threaded} is false; the results are the same).
+   */
+  static async start(workerUrl: string | URL = WORKER_URL): Promise<LayerDigests> {
+    const d = new LayerDigests(workerUrl);
+    await d.#ready;
+    return d;
   }
 
   /** Whether the hashing runs on a second thread. */
