@@ -46,12 +46,9 @@ import {
 import { probeReflink, type ReflinkProbe } from "../reflink/probe.ts";
 import { ComposefsNotFoundError, RepoReadOnlyError } from "../stores/composefs/errors.ts";
 import {
-  bootcTagFor,
-  configStreamName,
   type ImportedLayer,
   layerStreamName,
-  manifestStreamName,
-  tagImage,
+  writeImageStreams,
 } from "../stores/composefs/oci_image.ts";
 import type { ObjectId } from "../stores/composefs/object_id.ts";
 import type { ComposefsRepo, ObjectOutcome } from "../stores/composefs/repository.ts";
@@ -571,52 +568,19 @@ export async function importCStorageImageToComposefs(
     layers.push({ diffId, blobDigest, layerId: layer.id, streamId: id, skipped: false, stats });
   }
 
-  // Config and manifest streams as composefs-oci writes them (importResolvedImage does the same).
-  const configName = configStreamName(configDigest);
-  let configStreamId = cfsRepo.streamObjectId(configName);
-  if (configStreamId === null) {
-    const w = new SplitStreamWriter(cfsRepo, CONTENT_TYPE.ociConfig);
-    try {
-      for (const diffId of diffIds) w.addNamedStreamRef(diffId, layerIds.get(diffId)!);
-      await w.writeExternal(configBytes);
-      configStreamId = await w.finish();
-    } catch (e) {
-      w.abort();
-      throw e;
-    }
-    cfsRepo.registerStream(configName, configStreamId);
-  }
-  const manifestName = manifestStreamName(manifestDigest);
-  let manifestStreamId = cfsRepo.streamObjectId(manifestName);
-  const manifestSkipped = manifestStreamId !== null;
-  if (manifestStreamId === null) {
-    const w = new SplitStreamWriter(cfsRepo, CONTENT_TYPE.ociManifest);
-    try {
-      w.addNamedStreamRef(`config:${configDigest}`, configStreamId);
-      for (const diffId of diffIds) w.addNamedStreamRef(diffId, layerIds.get(diffId)!);
-      await w.writeExternal(manifestBytes);
-      manifestStreamId = await w.finish();
-    } catch (e) {
-      w.abort();
-      throw e;
-    }
-    cfsRepo.registerStream(manifestName, manifestStreamId);
-  }
-
-  const tags: string[] = [];
-  if (opts.tagAs) tags.push(opts.tagAs);
-  if (opts.bootcTag ?? true) tags.push(bootcTagFor(manifestDigest));
-  for (const t of tags) tagImage(cfsRepo, manifestDigest, t);
+  const streams = await writeImageStreams(
+    cfsRepo,
+    { configDigest, configBytes, manifestDigest, manifestBytes, diffIds },
+    layerIds,
+    opts,
+  );
   return {
     imageId: img.id,
     manifestDigest,
     configDigest,
     diffIds,
-    manifestStreamId,
-    configStreamId,
     layers,
-    tags,
-    manifestSkipped,
+    ...streams,
     probe,
     ostreeShared: share?.stats,
   };

@@ -17,7 +17,7 @@
 import { closeQuietly, pread } from "../../ffi/fs.ts";
 import { isErrno } from "../../ffi/errno.ts";
 import { FsVerityHasher } from "../digest/fsverity.ts";
-import { HASH_SIZES, type HashAlgorithm, StreamingHash } from "../digest/hash.ts";
+import { type HashAlgorithm, StreamingHash } from "../digest/hash.ts";
 import { O, openAt } from "../../ffi/fs.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
 import {

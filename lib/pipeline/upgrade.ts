@@ -62,12 +62,10 @@
  * @module
  */
 
-import { isErrno } from "../../ffi/errno.ts";
 import {
   close,
   closeQuietly,
   ensureDirAt,
-  mkdirAt,
   O,
   openAt,
   openDir,
@@ -94,7 +92,7 @@ import {
 } from "../stores/composefs/oci_image.ts";
 import { ComposefsRepo } from "../stores/composefs/repository.ts";
 import { CStorage } from "../stores/cstorage/mod.ts";
-import { removeTreeAt } from "../stores/cstorage/remove_tree.ts";
+import { makePullDir } from "./pull_dir.ts";
 import {
   type Deployment,
   readDeployments,
@@ -136,8 +134,6 @@ export class ExternalCommandError extends PipelineError {
  * changing it is harmless as long as pull and read agree.
  */
 const PULL_TAG = "unistore";
-/** Prefix of the pull directory below `ostree/repo/tmp` (ostree only expires its own prefixes). */
-const PULL_DIR_PREFIX = "unistore-pull-";
 
 /** Where the new image comes from. */
 export type UpgradeSource =
@@ -673,37 +669,6 @@ export async function checkForUpgrade(opts: UpgradeOptions): Promise<UpgradeChec
 
 // ---------------------------------------------------------------------------------------------
 // The upgrade
-
-/** A fresh directory below `ostree/repo/tmp`, created through fds; removed by `dispose`. */
-function makePullDir(repoPath: string): { path: string } & Disposable {
-  const tmpPath = `${repoPath}/tmp`;
-  const tmpfd = openDir(tmpPath);
-  try {
-    for (let attempt = 0;; attempt++) {
-      const r = crypto.getRandomValues(new Uint8Array(6));
-      const name = PULL_DIR_PREFIX + Array.from(r, (b) => b.toString(16).padStart(2, "0")).join("");
-      try {
-        mkdirAt(tmpfd, name, 0o700);
-      } catch (e) {
-        if (isErrno(e, "EEXIST") && attempt < 10) continue;
-        throw e;
-      }
-      const keep = openDirAt(tmpfd, ".");
-      return {
-        path: `${tmpPath}/${name}`,
-        [Symbol.dispose]() {
-          try {
-            removeTreeAt(keep, name);
-          } finally {
-            close(keep);
-          }
-        },
-      };
-    }
-  } finally {
-    close(tmpfd);
-  }
-}
 
 /**
  * bootc's containers-storage of an ostree host, `sysroot/ostree/bootc/storage`, its missing

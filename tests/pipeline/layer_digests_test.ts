@@ -46,9 +46,9 @@ async function threaded(): Promise<Digester> {
   return Object.assign(d, { name: "LayerDigests" });
 }
 
-async function inThread(): Promise<Digester> {
+function inThread(): Promise<Digester> {
   let s: LayerDigestState | null = null;
-  return {
+  return Promise.resolve({
     name: "LayerDigestState",
     begin: (stream, verity, dirfd = null) => s = new LayerDigestState(stream, verity, dirfd),
     inline: (bytes) => s!.inline(bytes),
@@ -61,7 +61,7 @@ async function inThread(): Promise<Digester> {
     },
     end: () => Promise.resolve(s!.finish()),
     [Symbol.dispose]() {},
-  };
+  });
 }
 
 /** A layer: file `i` comes after `inline[i]` in the stream, `tail` after the last file. */

@@ -267,6 +267,51 @@ export async function importResolvedImage(
     opts.onEvent?.({ kind: "layer-done", index, diffId, stats });
   }
 
+  const streams = await writeImageStreams(repo, image, layerIds, opts);
+  return {
+    manifestDigest: image.manifestDigest,
+    configDigest: image.configDigest,
+    diffIds: image.diffIds,
+    layers,
+    ...streams,
+  };
+}
+
+/** The image-level streams of an image whose layer streams are all in the repository. */
+export interface ImageStreams {
+  configStreamId: ObjectId;
+  manifestStreamId: ObjectId;
+  /** The manifest stream existed before: the image was already complete. */
+  manifestSkipped: boolean;
+  /** Tags created or confirmed. */
+  tags: string[];
+}
+
+/**
+ * Writes an image's config stream (its bytes as one object, a named ref per diff_id to the
+ * layer stream) and manifest stream (`config:<digest>` and the diff_ids), as composefs-oci
+ * writes them (specs/composefs-repo.md §6), skipping either when present; then the tags:
+ * `opts.tagAs` and, unless `opts.bootcTag` is false, bootc's `localhost/bootc-<digest>`. The
+ * manifest stream comes last but for the tags, so a failure before it leaves no image.
+ *
+ * @example
+ * ```ts ignore
+ * const s = await writeImageStreams(repo, { configDigest, configBytes, manifestDigest,
+ *   manifestBytes, diffIds }, layerStreamIds, { tagAs: "quay.io/x/os:42" });
+ * ```
+ */
+export async function writeImageStreams(
+  repo: ComposefsRepo,
+  image: {
+    configDigest: string;
+    configBytes: Uint8Array;
+    manifestDigest: string;
+    manifestBytes: Uint8Array;
+    diffIds: readonly string[];
+  },
+  layerIds: ReadonlyMap<string, ObjectId>,
+  opts: { tagAs?: string | null; bootcTag?: boolean } = {},
+): Promise<ImageStreams> {
   const configName = configStreamName(image.configDigest);
   let configStreamId = repo.streamObjectId(configName);
   if (configStreamId === null) {
@@ -303,16 +348,7 @@ export async function importResolvedImage(
   if (opts.tagAs) tags.push(opts.tagAs);
   if (opts.bootcTag ?? true) tags.push(bootcTagFor(image.manifestDigest));
   for (const t of tags) tagImage(repo, image.manifestDigest, t);
-  return {
-    manifestDigest: image.manifestDigest,
-    configDigest: image.configDigest,
-    diffIds: image.diffIds,
-    manifestStreamId,
-    configStreamId,
-    layers,
-    tags,
-    manifestSkipped,
-  };
+  return { configStreamId, manifestStreamId, manifestSkipped, tags };
 }
 
 async function* tap(
