@@ -41,6 +41,24 @@ export interface LayerSplitStats {
 }
 
 /**
+ * Longest name component the kernel (and EROFS, `EROFS_NAME_LEN`) accepts. A layer with a longer
+ * one could be stored as data, but never mounted, checked out or extracted.
+ */
+export const NAME_MAX = 255;
+
+/** Length in bytes of the longest `/`-separated component of `path`. */
+function longestComponent(path: Uint8Array): number {
+  let longest = 0, start = 0;
+  for (let i = 0; i <= path.length; i++) {
+    if (i === path.length || path[i] === 0x2f) {
+      longest = Math.max(longest, i - start);
+      start = i + 1;
+    }
+  }
+  return longest;
+}
+
+/**
  * Splits an uncompressed layer tar into file objects and a layer splitstream
  * (content type `ocilayer`); returns the splitstream's object id. The stream is not registered
  * under a name: the caller verifies the diff_id first, then calls `repo.registerStream`.
@@ -73,6 +91,14 @@ export async function splitTarLayer(
         throw new SplitstreamFormatError(
           `${where} entry ${JSON.stringify(e.pathText)} at byte ${e.offset}`,
           "sparse tar entries are not supported (composefs layers cannot represent them)",
+        );
+      }
+      const longest = longestComponent(e.path);
+      if (longest > NAME_MAX) {
+        throw new SplitstreamFormatError(
+          `${where} entry ${JSON.stringify(e.pathText.slice(0, 200))} at byte ${e.offset}`,
+          `a name component is ${longest} bytes; Linux allows at most ${NAME_MAX} (NAME_MAX), ` +
+            "so no filesystem (nor composefs's EROFS image) can hold it",
         );
       }
       await w.markBoundary();
