@@ -103,6 +103,9 @@ export async function listHostImages(root: HostRoot): Promise<HostImage[]> {
     const store = await CStorage.open(root.bootcContainersStorage(), { readOnly: true });
     try {
       for (const img of await store.listImages()) {
+        // The layer chain too (layers.json): a listed image whose layers cannot be read is
+        // not in the store in any usable sense, and the error names the broken file.
+        await store.imageLayers(img);
         const e = entry(byConfig, `sha256:${img.id}`);
         e.inContainersStorage = true;
         addUnique(e.manifestDigests, img.digest);

@@ -280,6 +280,9 @@ async function unifyImage(
     // A pull killed between podman's image record and its names left a nameless image, which
     // `podman image prune` removes: bring it in again (podman, or the export, adds the name).
     if (cs?.names.length === 0) cs = null;
+    // Listed is not usable: its layer chain (layers.json) is read too, so a broken layer store
+    // is reported here, naming the file, rather than passed as "in every store".
+    if (cs && cstore) await cstore.imageLayers(cs);
     if (!hub && !cs) {
       if (c.noPull) throw new Error(`not in composefs nor containers-storage, and --no-pull`);
       const ref = pullReference(entry, slot);

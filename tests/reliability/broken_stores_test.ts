@@ -56,8 +56,13 @@ const CASES: BrokenCase[] = [
   {
     name: "containers-storage layers.json truncated",
     breakIt: (h) => truncateHalf(`${h.store}/overlay-layers/layers.json`),
-    // image list and set-unified full read images.json only (see docs/RELIABILITY.md).
-    refuse: [FSCK, ["image", "import", "containers-storage:IMAGE", "--to", "composefs"]],
+    refuse: [FSCK, LIST, FULL, [
+      "image",
+      "import",
+      "containers-storage:IMAGE",
+      "--to",
+      "composefs",
+    ]],
   },
   {
     name: "containers-storage images.json truncated",
