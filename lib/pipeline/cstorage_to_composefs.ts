@@ -164,6 +164,12 @@ interface PendingFile {
   what: string;
 }
 
+/** How files are placed: the policy, and whether the probe already ruled reflinks out. */
+interface Placement {
+  policy: CopyPolicy;
+  copyOnly: boolean;
+}
+
 /**
  * Most files handed to the digest thread and not yet placed, each holding one fd. Large, so
  * that this thread can run ahead into a layer's many small files while the digest thread is
@@ -191,7 +197,7 @@ function hashFile(
 async function placeFile(
   repo: ComposefsRepo,
   f: PendingFile,
-  policy: CopyPolicy,
+  place: Placement,
   where: string,
 ): Promise<{
   id: ObjectId;
@@ -212,7 +218,7 @@ async function placeFile(
       );
     }
     tmp = cloneToTmpfile(f.srcFd, repo.objectsDirfd(true), {
-      policy,
+      ...place,
       mode: OBJECT_MODE,
       what: f.what,
       size: d.size,
@@ -285,7 +291,7 @@ async function splitStoreLayer(
   cstore: CStorage,
   layer: LayerRecord,
   diffId: string,
-  policy: CopyPolicy,
+  place: Placement,
   digests: LayerDigests,
   share: { repo: OstreeRepo; files: OstreeFileIndex; stats: OstreeDedupeStats } | null,
 ): Promise<{ id: ObjectId; stats: CStorageLayerStats }> {
@@ -332,7 +338,7 @@ async function splitStoreLayer(
       else if ("boundary" in item) await w.markBoundary();
       else {
         inFlight--;
-        const placed = await placeFile(repo, item.file, policy, where);
+        const placed = await placeFile(repo, item.file, place, where);
         await w.writeReference(placed.id, placed.size);
         stats.externalChunks++;
         stats.externalBytes += placed.size;
@@ -559,7 +565,8 @@ export async function importCStorageImageToComposefs(
       cstore,
       layer,
       diffId,
-      opts.policy,
+      // Where the probe found no reflinks, every file is copied without trying FICLONE first.
+      { policy: opts.policy, copyOnly: probe?.supported === false },
       digests!,
       share,
     );
