@@ -5,10 +5,10 @@ import assert from "node:assert/strict";
 import { ComposefsRepo } from "../../lib/stores/composefs/repository.ts";
 import { importOciImage } from "../../lib/stores/composefs/oci_image.ts";
 import { OstreeRepo } from "../../lib/stores/ostree/repo.ts";
-import { shareOstreeWithComposefs } from "../../lib/pipeline/ostree_dedupe.ts";
+import { OstreeFileIndex, shareOstreeWithComposefs } from "../../lib/pipeline/ostree_dedupe.ts";
 import { fsTest } from "../harness/loopfs.ts";
 import { runOk } from "../harness/run.ts";
-import { findTool } from "../harness/tools.ts";
+import { findTool, toolTest } from "../harness/tools.ts";
 import { buildBootableImage } from "./bootable_image.ts";
 import { extractLayersWithGnuTar } from "./helpers.ts";
 
@@ -75,3 +75,46 @@ async function usedBytes(mountpoint: string): Promise<number> {
   const out = await runOk(["df", "-B1", "--output=used", mountpoint]);
   return Number(out.stdout.trim().split("\n")[1]);
 }
+
+toolTest(
+  "the ostree file index maps image paths through ostree-ext's transform, each object once",
+  [{ bin: "ostree", pkg: "ostree" }],
+  async ({ ostree }) => {
+    const dir = await Deno.makeTempDir({ prefix: "unistore-ostree-index-" });
+    try {
+      // A commit laid out as ostree-ext writes an image: /etc under /usr/etc.
+      const tree = `${dir}/tree`;
+      await Deno.mkdir(`${tree}/usr/bin`, { recursive: true });
+      await Deno.mkdir(`${tree}/usr/etc`, { recursive: true });
+      await Deno.writeTextFile(`${tree}/usr/bin/tool`, "tool\n");
+      await Deno.writeTextFile(`${tree}/usr/bin/same-a`, "same bytes\n");
+      await Deno.writeTextFile(`${tree}/usr/bin/same-b`, "same bytes\n");
+      await Deno.writeTextFile(`${tree}/usr/etc/motd`, "hello\n");
+      await runOk([ostree, `--repo=${dir}/repo`, "init", "--mode=bare"]);
+      const commit = (await runOk([
+        ostree,
+        `--repo=${dir}/repo`,
+        "commit",
+        "--branch=img",
+        `--tree=dir=${tree}`,
+      ])).stdout.trim();
+      // The oracle: ostree's own checksum of each path.
+      const checksumOf = async (path: string) =>
+        (await runOk([ostree, `--repo=${dir}/repo`, "ls", "-C", commit, path])).stdout.trim()
+          .split(/\s+/).at(-2)!;
+
+      using repo = OstreeRepo.open(`${dir}/repo`);
+      const index = new OstreeFileIndex(repo, commit);
+      assert.equal(index.take("etc/motd"), await checksumOf("/usr/etc/motd"));
+      assert.equal(index.take("./usr/bin/tool"), await checksumOf("/usr/bin/tool"));
+      assert.equal(index.take("usr/bin/same-a"), await checksumOf("/usr/bin/same-a"));
+      assert.equal(index.take("usr/bin/same-b"), null, "the same object is handed out once");
+      assert.equal(index.take("usr/bin/tool"), null);
+      assert.equal(index.take("usr/bin/missing"), null);
+      assert.equal(index.take("usr/nodir/x"), null);
+      assert.equal(index.take("usr/bin"), null, "a directory is no file");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -617,24 +617,6 @@ export class OstreeRepo implements Disposable {
     yield* this.walkTree(c.rootTree, c.rootMeta);
   }
 
-  /**
-   * The commit's non-directory entries as `[path, checksum]`, read from its dirtree objects
-   * alone: files and symlinks alike (telling them apart needs each object's metadata, which
-   * {@linkcode walkCommit} reads at a cost of two system calls per file).
-   */
-  *walkCommitFiles(commitChecksum: string): Generator<[string, string]> {
-    const walk = function* (
-      repo: OstreeRepo,
-      tree: string,
-      prefix: string,
-    ): Generator<[string, string]> {
-      const t = repo.readDirTree(tree);
-      for (const f of t.files) yield [prefix + f.name, f.checksum];
-      for (const d of t.dirs) yield* walk(repo, d.tree, `${prefix}${d.name}/`);
-    };
-    yield* walk(this, this.readCommit(commitChecksum).rootTree, "/");
-  }
-
   /** Walks the tree rooted at a dirtree/dirmeta pair (see {@linkcode walkCommit}). */
   *walkTree(rootTree: string, rootMeta: string, rootPath = "/"): Generator<CommitTreeItem> {
     const meta = this.readDirMeta(rootMeta);
