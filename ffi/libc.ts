@@ -36,6 +36,8 @@ const SYMBOLS = {
   utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   fsync: { parameters: ["i32"], result: "i32" },
   syncfs: { parameters: ["i32"], result: "i32" },
+  // glibc only (optional: null elsewhere, e.g. musl).
+  malloc_trim: { parameters: ["usize"], result: "i32", optional: true },
   fstatfs: { parameters: ["i32", "buffer"], result: "i32" },
   fgetxattr: { parameters: ["i32", "buffer", "buffer", "usize"], result: "isize" },
   fsetxattr: { parameters: ["i32", "buffer", "buffer", "usize", "i32"], result: "i32" },

@@ -29,6 +29,7 @@
  */
 
 import { close, closeQuietly, read } from "../../ffi/fs.ts";
+import { releaseFreeMemory } from "../../ffi/memory.ts";
 import { Crc64Iso } from "../digest/crc64.ts";
 import { toHex } from "../digest/hash.ts";
 import { sha256Digest } from "../oci/digest.ts";
@@ -163,6 +164,12 @@ interface PendingFile {
   nameText: string;
   what: string;
 }
+
+/**
+ * Files placed between two returns of freed heap memory to the kernel (ffi/memory.ts): often
+ * enough that the resident size stays flat in the image's size, rarely enough to cost nothing.
+ */
+const TRIM_EVERY_FILES = 2048;
 
 /** How files are placed: the policy, and whether the probe already ruled reflinks out. */
 interface Placement {
@@ -344,6 +351,7 @@ async function splitStoreLayer(
         stats.externalBytes += placed.size;
         stats.placedBytes[placed.method] += placed.size;
         if (placed.outcome === "written") stats.newObjects++;
+        if (stats.externalChunks % TRIM_EVERY_FILES === 0) releaseFreeMemory();
         if (share && placed.share) {
           countShare(share.stats, placed.share);
           if (placed.share.outcome === "deduped" || placed.share.outcome === "differed") {
@@ -446,7 +454,9 @@ async function splitStoreLayer(
     }
     stats.size = w.size;
     stats.inlineBytes = w.size - stats.externalBytes;
-    return { id: await w.finish(), stats };
+    const id = await w.finish();
+    releaseFreeMemory(); // what the layer freed, before the next one allocates
+    return { id, stats };
   } catch (err) {
     w.abort();
     await discardPending(queue.flatMap((i) => "file" in i ? [i.file] : []));
