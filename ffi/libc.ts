@@ -38,6 +38,7 @@ const SYMBOLS = {
   syncfs: { parameters: ["i32"], result: "i32" },
   // glibc only (optional: null elsewhere, e.g. musl).
   malloc_trim: { parameters: ["usize"], result: "i32", optional: true },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   fstatfs: { parameters: ["i32", "buffer"], result: "i32" },
   fgetxattr: { parameters: ["i32", "buffer", "buffer", "usize"], result: "isize" },
   fsetxattr: { parameters: ["i32", "buffer", "buffer", "usize", "i32"], result: "i32" },

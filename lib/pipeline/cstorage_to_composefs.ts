@@ -29,7 +29,7 @@
  */
 
 import { close, closeQuietly, read } from "../../ffi/fs.ts";
-import { releaseFreeMemory } from "../../ffi/memory.ts";
+import { openFileLimit, releaseFreeMemory } from "../../ffi/resources.ts";
 import { Crc64Iso } from "../digest/crc64.ts";
 import { toHex } from "../digest/hash.ts";
 import { sha256Digest } from "../oci/digest.ts";
@@ -166,7 +166,7 @@ interface PendingFile {
 }
 
 /**
- * Files placed between two returns of freed heap memory to the kernel (ffi/memory.ts): often
+ * Files placed between two returns of freed heap memory to the kernel (ffi/resources.ts): often
  * enough that the resident size stays flat in the image's size, rarely enough to cost nothing.
  */
 const TRIM_EVERY_FILES = 2048;
@@ -180,9 +180,14 @@ interface Placement {
 /**
  * Most files handed to the digest thread and not yet placed, each holding one fd. Large, so
  * that this thread can run ahead into a layer's many small files while the digest thread is
- * still reading its big ones.
+ * still reading its big ones; smaller where the open-file limit is low (a quarter of it, so
+ * the stores' own descriptors and other processes' sharing of the limit still fit).
  */
 const MAX_FILES_IN_FLIGHT = 1024;
+
+function filesInFlight(): number {
+  return Math.max(16, Math.min(MAX_FILES_IN_FLIGHT, Math.floor(openFileLimit() / 4)));
+}
 
 /** Hands `srcFd` to the digest thread (and, with a checksum, to the ostree dedupe there). */
 function hashFile(
@@ -333,6 +338,7 @@ async function splitStoreLayer(
   const w = new SplitStreamWriter(repo, CONTENT_TYPE.ociLayer);
   const queue: StreamItem[] = [];
   let inFlight = 0;
+  const maxInFlight = filesInFlight();
   const inline = (bytes: Uint8Array) => {
     digests.inline(bytes);
     queue.push({ inline: bytes.slice() }); // the reader reuses its buffers
@@ -407,7 +413,7 @@ async function splitStoreLayer(
             throw err;
           }
           queue.push({ file: pending });
-          if (++inFlight > MAX_FILES_IN_FLIGHT) await drain(false);
+          if (++inFlight > maxInFlight) await drain(false);
         } else {
           try {
             // Up to one byte more than the entry: a longer file fails the size check. Sizes are
