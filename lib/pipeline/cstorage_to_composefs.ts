@@ -30,13 +30,12 @@
 
 import { close, closeQuietly, read } from "../../ffi/fs.ts";
 import { openFileLimit, releaseFreeMemory } from "../../ffi/resources.ts";
-import { Crc64Iso } from "../digest/crc64.ts";
 import { toHex } from "../digest/hash.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import { DigestMismatchError } from "../oci/errors.ts";
 import { parseImageConfig, parseManifest } from "../oci/manifest.ts";
 import { TarReader } from "../oci/tar.ts";
-import { ReflinkUnsupportedError, SourceChangedError } from "../reflink/errors.ts";
+import { ReflinkUnsupportedError } from "../reflink/errors.ts";
 import {
   cloneToTmpfile,
   type CopyPolicy,
@@ -68,12 +67,7 @@ import {
 import { LayerStreamError, PipelineError } from "./errors.ts";
 import { type FileDigests, LayerDigests } from "./layer_digests.ts";
 import { placeholderTar } from "./placeholder_tar.ts";
-import {
-  describeVersion,
-  sameVersion,
-  type SourceVersion,
-  sourceVersion,
-} from "../reflink/source_version.ts";
+import { assertUnchanged, type SourceVersion, sourceVersion } from "../reflink/source_version.ts";
 import { countShare, emptyDedupeStats, type OstreeDedupeStats } from "./block_sharing.ts";
 import type { OstreeFileIndex } from "./ostree_dedupe.ts";
 import type { OstreeRepo } from "../stores/ostree/repo.ts";
@@ -223,11 +217,7 @@ async function placeFile(
   try {
     d = await f.digests;
     if (d.size !== f.expected) {
-      throw new LayerIntegrityError(
-        where,
-        `file integrity checksum failed for ${JSON.stringify(f.nameText)}` +
-          ` (expected ${f.expected} bytes, found ${d.size})`,
-      );
+      throw sizeMismatch(where, f.nameText, f.expected, d.size);
     }
     tmp = cloneToTmpfile(f.srcFd, repo.objectsDirfd(true), {
       ...place,
@@ -235,10 +225,11 @@ async function placeFile(
       what: f.what,
       size: d.size,
     });
-    const now = sourceVersion(f.srcFd);
-    if (!sameVersion(f.version, now)) {
+    try {
+      assertUnchanged(f.srcFd, f.version, f.what); // the bytes cloned are the bytes hashed
+    } catch (e) {
       discardClone(tmp);
-      throw new SourceChangedError(f.what, describeVersion(f.version), describeVersion(now));
+      throw e;
     }
   } finally {
     close(f.srcFd);
@@ -248,6 +239,15 @@ async function placeFile(
   return { id: r.id, size: d.size, method: tmp.method, outcome: r.outcome, share: d.share };
 }
 
+/** A `diff/` file whose size is not its tar entry's, in c/storage's words. */
+function sizeMismatch(where: string, name: string, expected: number, found: number): Error {
+  return new LayerIntegrityError(
+    where,
+    `file integrity checksum failed for ${JSON.stringify(name)}` +
+      ` (expected ${expected} bytes, found ${found})`,
+  );
+}
+
 /** Releases what pending files hold after a failure (their digests may still be computing). */
 async function discardPending(files: PendingFile[]): Promise<void> {
   for (const f of files) {
@@ -255,37 +255,6 @@ async function discardPending(files: PendingFile[]): Promise<void> {
       await f.digests;
     } catch { /* the first failure is what the caller reports */ }
     closeQuietly(f.srcFd);
-  }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array | null): boolean {
-  return b !== null && a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
-/**
- * After a layer failed its diff_id: reads each of its `diff/` files again against the CRC-64
- * tar-split recorded, as c/storage does when it rebuilds a tar, and throws
- * {@linkcode LayerIntegrityError} naming the first file that no longer matches. Returns when
- * every file matches (the tar-split's own bytes are then what changed).
- */
-async function throwIfFileCorrupt(cstore: CStorage, layer: LayerRecord, where: string) {
-  const buf = new Uint8Array(READ_CHUNK);
-  for await (const p of cstore.layerTarParts(layer.id)) {
-    if (p.type !== "file" || p.size === 0) continue;
-    const fd = p.open();
-    if (fd === null) continue; // the first pass reports missing files
-    const crc = new Crc64Iso();
-    try {
-      for (let n = read(fd, buf); n > 0; n = read(fd, buf)) crc.update(buf.subarray(0, n));
-    } finally {
-      close(fd);
-    }
-    if (!sameBytes(crc.digestBytes(), p.crc)) {
-      throw new LayerIntegrityError(
-        where,
-        `file integrity checksum failed for ${JSON.stringify(p.nameText)} (CRC-64 mismatch)`,
-      );
-    }
   }
 }
 
@@ -428,11 +397,7 @@ async function splitStoreLayer(
               size += n;
             }
             if (size !== e.payloadSize) {
-              throw new LayerIntegrityError(
-                where,
-                `file integrity checksum failed for ${JSON.stringify(f.part.nameText)}` +
-                  ` (expected ${e.payloadSize} bytes, found ${size})`,
-              );
+              throw sizeMismatch(where, f.part.nameText, e.payloadSize, size);
             }
           } finally {
             close(fd);
@@ -455,7 +420,8 @@ async function splitStoreLayer(
     if (found !== diffId) {
       // The objects already written stay unreferenced; GC removes them.
       await source.return(undefined); // releases the store's lock before the second read
-      await throwIfFileCorrupt(cstore, layer, where);
+      // Name the culprit when a diff/ file is what changed: c/storage's own per-file check.
+      await cstore.checkLayerFiles(layer.id);
       throw new DigestMismatchError(`${where}: rebuilt tar (diff_id)`, diffId, found);
     }
     stats.size = w.size;

@@ -20,12 +20,7 @@ import { FsVerityHasher } from "../digest/fsverity.ts";
 import { type HashAlgorithm, StreamingHash } from "../digest/hash.ts";
 import { O, openAt } from "../../ffi/fs.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
-import {
-  describeVersion,
-  sameVersion,
-  type SourceVersion,
-  sourceVersion,
-} from "../reflink/source_version.ts";
+import { assertUnchanged, type SourceVersion } from "../reflink/source_version.ts";
 import { objectPath } from "../stores/ostree/objects.ts";
 import { shareFileBlocks, type ShareOutcome } from "./block_sharing.ts";
 
@@ -129,10 +124,7 @@ export class LayerDigestState {
       verity?.update(chunk);
       size += n;
     }
-    const after = sourceVersion(fd);
-    if (size !== version.size || !sameVersion(version, after)) {
-      throw new SourceChangedError(what, describeVersion(version), describeVersion(after));
-    }
+    assertUnchanged(fd, version, what, size);
     let share: FileDigests["share"] = null;
     if (ostreeChecksum !== "" && this.ostreeObjectsDirfd !== null) {
       const dst = openOstreeFile(this.ostreeObjectsDirfd, ostreeChecksum);

@@ -33,8 +33,8 @@ import {
   writeAll,
 } from "../../ffi/fs.ts";
 import { fsetxattr } from "../../ffi/xattr.ts";
-import { explainCloneErrno, ReflinkUnsupportedError, SourceChangedError } from "./errors.ts";
-import { describeVersion, sameVersion, sourceVersion } from "./source_version.ts";
+import { explainCloneErrno, ReflinkUnsupportedError } from "./errors.ts";
+import { assertUnchanged, sourceVersion } from "./source_version.ts";
 
 /** Whether data may be copied when it cannot be shared. */
 export type CopyPolicy = "reflink-required" | "reflink-or-copy";
@@ -164,10 +164,7 @@ function cloneInto(
   // clone holds the source's bytes as of the FICLONE, so the source must not have changed
   // since: its size, mtime and ctime before the clone and after the read say so.
   const size = readThrough(srcFd, opts.sink);
-  const after = sourceVersion(srcFd);
-  if (!sameVersion(before!, after) || size !== before!.size) {
-    throw new SourceChangedError(what, describeVersion(before!), describeVersion(after));
-  }
+  assertUnchanged(srcFd, before!, what, size);
   return { method: "reflink", size };
 }
 

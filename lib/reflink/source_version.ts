@@ -9,6 +9,7 @@
  */
 
 import { fstat } from "../../ffi/fs.ts";
+import { SourceChangedError } from "./errors.ts";
 
 /** A file's version: any write changes one of these. */
 export interface SourceVersion {
@@ -25,7 +26,7 @@ export interface SourceVersion {
  * const before = sourceVersion(fd);
  * ficlone(dst, fd);
  * hash(fd);
- * if (!sameVersion(before, sourceVersion(fd))) throw new SourceChangedError(...);
+ * assertUnchanged(fd, before, "layer/usr/bin/ls");
  * ```
  */
 export function sourceVersion(fd: number): SourceVersion {
@@ -34,12 +35,29 @@ export function sourceVersion(fd: number): SourceVersion {
 }
 
 /** Whether a file is still at the version it was (size, mtime and ctime all equal). */
-export function sameVersion(a: SourceVersion, b: SourceVersion): boolean {
+function sameVersion(a: SourceVersion, b: SourceVersion): boolean {
   return a.size === b.size && a.mtime.sec === b.mtime.sec && a.mtime.nsec === b.mtime.nsec &&
     a.ctime.sec === b.ctime.sec && a.ctime.nsec === b.ctime.nsec;
 }
 
-/** A version in words, for {@linkcode SourceChangedError} (lib/reflink/errors.ts). */
-export function describeVersion(v: SourceVersion): string {
+/** A version in words, for {@linkcode SourceChangedError}. */
+function describeVersion(v: SourceVersion): string {
   return `${v.size} bytes, ctime ${v.ctime.sec}.${String(v.ctime.nsec).padStart(9, "0")}`;
+}
+
+/**
+ * Throws {@linkcode SourceChangedError} naming `what` unless the open file `fd` is still at
+ * `before` (and, when given, `bytesRead` is its size: a read that saw another length read
+ * another version).
+ */
+export function assertUnchanged(
+  fd: number,
+  before: SourceVersion,
+  what: string,
+  bytesRead: number = before.size,
+): void {
+  const now = sourceVersion(fd);
+  if (bytesRead !== before.size || !sameVersion(before, now)) {
+    throw new SourceChangedError(what, describeVersion(before), describeVersion(now));
+  }
 }

@@ -282,6 +282,23 @@ export class HostTemplate implements AsyncDisposable {
     return new CrashHost(this.dir, this.bins);
   }
 
+  /**
+   * Prepares the template for `upgrade`: unified by `set-unified full` (bootc.json, ostree
+   * bound), then a v3 image built in `layoutDir` and pushed over the booted tag.
+   */
+  async readyForUpgrade(layoutDir: string): Promise<void> {
+    const host = this.asHost();
+    const unified = await host.run(["set-unified", "full"]);
+    if (unified.code !== 0) {
+      throw new Error(
+        `set-unified full on the template failed: ${unified.stderr}${unified.stdout}`,
+      );
+    }
+    await host.cleanupAfterKill();
+    await buildBootableImage(layoutDir, { tag: "v3", version: "3", runnable: { bulkMiB: 1 } });
+    await this.registry.push(layoutDir, "v3", "unistore/os:2");
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.dispose();
   }

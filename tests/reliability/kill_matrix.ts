@@ -283,6 +283,14 @@ export function firstAndLastHits(hits: FaultHit[]): FaultHit[] {
   return hits.filter((h) => h.hit === 1 || h.hit === last.get(h.name));
 }
 
+/** Fails unless the matrix reached every point in `points`: else it proves little. */
+export function assertPointsReached(r: KillMatrixResult, points: readonly string[]): void {
+  const missing = points.filter((p) => !r.points[p]);
+  if (missing.length > 0) {
+    throw new Error(`not reached: ${missing.join(", ")} (reached: ${JSON.stringify(r.points)})`);
+  }
+}
+
 /** One line for the test log: cases, points, time. */
 export function describeMatrix(what: string, r: KillMatrixResult): string {
   const names = Object.entries(r.points).map(([n, c]) => `${n}×${c}`).join(", ");

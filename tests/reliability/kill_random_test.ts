@@ -6,7 +6,7 @@
 // and a rerun leaves what an uninterrupted run leaves.
 
 import assert from "node:assert/strict";
-import { buildBootableImage, hostFixtureTest } from "../fixtures/host/mod.ts";
+import { hostFixtureTest } from "../fixtures/host/mod.ts";
 import { CRASH_TOOLS, HostTemplate } from "./crash_host.ts";
 import { describeRandomKills, runRandomKills } from "./kill_matrix.ts";
 import { ostreeDeployments } from "./store_checks.ts";
@@ -42,11 +42,7 @@ hostFixtureTest(
   CRASH_TOOLS,
   async (fs, bins) => {
     await using template = await HostTemplate.build(fs.mountpoint, bins);
-    const unified = await template.asHost().run(["set-unified", "full"]);
-    assert.equal(unified.code, 0, unified.stderr + unified.stdout);
-    const layout = `${fs.mountpoint}/oci`;
-    await buildBootableImage(layout, { tag: "v3", version: "3", runnable: { bulkMiB: 1 } });
-    await template.registry.push(layout, "v3", "unistore/os:2");
+    await template.readyForUpgrade(`${fs.mountpoint}/oci`);
     const s = seed();
     const r = await runRandomKills({
       template,

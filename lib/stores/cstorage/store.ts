@@ -30,6 +30,7 @@ import { imageDigests, type ImageRecord, parseImageRecord } from "./image_record
 import { type ImageInput, type ImageWriteResult, writeImage } from "./image_writer.ts";
 import { type LayerRecord, parseLayerRecord } from "./layer_record.ts";
 import {
+  layerTarChunks,
   type LayerTarPart,
   layerTarParts,
   type LayerTarResult,
@@ -220,6 +221,20 @@ export class CStorage implements Disposable {
       const layer = this.#loadLayers().find((l) => l.id === layerId);
       if (!layer) throw new LayerNotFoundError(`${this.path}: layer ${layerId}`, "no such layer");
       return await writeLayerTar(this.root, layer, sink);
+    });
+  }
+
+  /**
+   * Reads every `diff/` file of layer `layerId` against its tar-split entry (size, CRC-64), as
+   * c/storage does when it rebuilds a tar, under the layer store's read lock. Throws
+   * {@linkcode LayerIntegrityError} naming the first file that differs or is missing; returns
+   * when all match (the layer's digest is not checked: see {@linkcode writeLayerTar}).
+   */
+  checkLayerFiles(layerId: string): Promise<void> {
+    return this.#locked({ graph: "read", layers: "read" }, async () => {
+      const layer = this.#loadLayers().find((l) => l.id === layerId);
+      if (!layer) throw new LayerNotFoundError(`${this.path}: layer ${layerId}`, "no such layer");
+      for await (const _ of layerTarChunks(this.root, layer)) { /* each file checked on the way */ }
     });
   }
 
