@@ -7,8 +7,11 @@
  * @module
  */
 
+import { isErrno } from "../../ffi/errno.ts";
 import { fiemap, FIEMAP_EXTENT } from "../../ffi/extents.ts";
+import { closeQuietly, O, openAt } from "../../ffi/fs.ts";
 import { dedupeFiles } from "../reflink/dedupe.ts";
+import { objectPath } from "../stores/ostree/objects.ts";
 
 /** What sharing an ostree commit's file objects with an image's files did. */
 export interface OstreeDedupeStats {
@@ -56,6 +59,59 @@ export function shareFileBlocks(
   return r.status === "same"
     ? { outcome: "deduped", bytes: r.bytesDeduped }
     : { outcome: "differed", bytes: 0 };
+}
+
+/**
+ * Largest file whose data a filesystem may keep inside the inode (btrfs `max_inline` is at most
+ * a page): above it FIEMAP cannot answer "inline", so sharing skips asking.
+ */
+const INLINE_DATA_MAX = 4096;
+
+/**
+ * Opens ostree file object `checksum` read-only, never following it: a symlink object (the
+ * commit index does not tell symlinks from files) or a missing one gives null.
+ */
+function openOstreeFile(objectsDirfd: number, checksum: string): number | null {
+  try {
+    return openAt(objectsDirfd, objectPath(checksum, "file"), O.RDONLY | O.NOFOLLOW);
+  } catch (e) {
+    if (isErrno(e, "ELOOP") || isErrno(e, "ENOENT")) return null;
+    throw e;
+  }
+}
+
+/**
+ * Makes ostree file object `checksum` (under the repository's `objects/`, `objectsDirfd`) and
+ * `fd`, a file of `size` bytes just placed in another store, share their blocks when both hold
+ * the same bytes ({@linkcode shareFileBlocks}). Null when there is no such regular object.
+ *
+ * The object gives up its blocks for the file's, unless it already shares them: then the file
+ * takes the object's. An image holds the same bytes at many paths (licenses, locales) and
+ * ostree keeps one object for them all; always moving the object to the newest file would
+ * leave every earlier file with blocks of its own. Small files count too: 30 bytes still take
+ * a whole block in each store.
+ */
+export function shareWithOstreeObject(
+  fd: number,
+  size: number,
+  objectsDirfd: number,
+  checksum: string,
+  what: string,
+): { outcome: ShareOutcome; bytes: number } | null {
+  const obj = openOstreeFile(objectsDirfd, checksum);
+  if (obj === null) return null;
+  try {
+    const objExtents = fiemap(obj);
+    if (objExtents.length > 0 && objExtents.every((e) => e.shared)) {
+      return shareFileBlocks(obj, fd, `ostree ${checksum} -> ${what}`);
+    }
+    return shareFileBlocks(fd, obj, `${what} -> ostree ${checksum}`, {
+      // Too large to be inline, its blocks not shared yet: FIEMAP of both would only cost.
+      assumeSeparate: size > INLINE_DATA_MAX,
+    });
+  } finally {
+    closeQuietly(obj);
+  }
 }
 
 /** Stats with nothing counted yet. */

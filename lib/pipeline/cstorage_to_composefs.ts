@@ -68,10 +68,17 @@ import { LayerStreamError, PipelineError } from "./errors.ts";
 import { type FileDigests, LayerDigests } from "./layer_digests.ts";
 import { placeholderTar } from "./placeholder_tar.ts";
 import { assertUnchanged, type SourceVersion, sourceVersion } from "../reflink/source_version.ts";
-import { countShare, emptyDedupeStats, type OstreeDedupeStats } from "./block_sharing.ts";
+import {
+  countShare,
+  emptyDedupeStats,
+  type OstreeDedupeStats,
+  type ShareOutcome,
+  shareWithOstreeObject,
+} from "./block_sharing.ts";
 import type { OstreeFileIndex } from "./ostree_dedupe.ts";
 import type { OstreeRepo } from "../stores/ostree/repo.ts";
 import { faultPoint } from "../fault/fault_point.ts";
+import { ByteQueue } from "./byte_queue.ts";
 
 /**
  * Mode of a new object: what composefs-rs gives objects (0644), as
@@ -258,8 +265,11 @@ async function discardPending(files: PendingFile[]): Promise<void> {
   }
 }
 
-/** What goes into the layer splitstream, in order, once the files before it are linked. */
-type StreamItem = { inline: Uint8Array } | { boundary: true } | { file: PendingFile };
+/**
+ * What goes into the layer splitstream, in order, once the files before it are linked. Inline
+ * runs are byte counts: their bytes wait in a {@linkcode ByteQueue}.
+ */
+type StreamItem = { inline: number } | { boundary: true } | { file: PendingFile };
 
 /**
  * Splits layer `layer` of `cstore` into objects and a layer splitstream of `repo` (not
@@ -306,17 +316,24 @@ async function splitStoreLayer(
   const tar = new TarReader(source, where);
   const w = new SplitStreamWriter(repo, CONTENT_TYPE.ociLayer);
   const queue: StreamItem[] = [];
+  const inlineBytes = new ByteQueue(); // copied in: the reader reuses its buffers
+  const readBuf = new Uint8Array(READ_CHUNK); // small files, read whole into the stream
   let inFlight = 0;
   const maxInFlight = filesInFlight();
   const inline = (bytes: Uint8Array) => {
     digests.inline(bytes);
-    queue.push({ inline: bytes.slice() }); // the reader reuses its buffers
+    inlineBytes.push(bytes);
+    queue.push({ inline: bytes.length });
+  };
+  const recordShare = (r: { outcome: ShareOutcome; bytes: number }) => {
+    countShare(share!.stats, r);
+    if (r.outcome === "deduped" || r.outcome === "differed") faultPoint("pipeline.ostree-deduped");
   };
   // Writes queued items up to and including the first file (or all of them).
   const drain = async (all: boolean) => {
     while (queue.length > 0) {
       const item = queue.shift()!;
-      if ("inline" in item) w.writeInline(item.inline);
+      if ("inline" in item) w.writeInline(inlineBytes.take(item.inline));
       else if ("boundary" in item) await w.markBoundary();
       else {
         inFlight--;
@@ -327,12 +344,7 @@ async function splitStoreLayer(
         stats.placedBytes[placed.method] += placed.size;
         if (placed.outcome === "written") stats.newObjects++;
         if (stats.externalChunks % TRIM_EVERY_FILES === 0) releaseFreeMemory();
-        if (share && placed.share) {
-          countShare(share.stats, placed.share);
-          if (placed.share.outcome === "deduped" || placed.share.outcome === "differed") {
-            faultPoint("pipeline.ostree-deduped");
-          }
-        }
+        if (placed.share) recordShare(placed.share);
         if (!all) return;
       }
     }
@@ -375,7 +387,7 @@ async function splitStoreLayer(
               what: `${diffDir}/${f.part.nameText}`,
               expected: e.payloadSize,
               nameText: f.part.nameText,
-              ostreeChecksum: share?.files.take(e.pathText) ?? "",
+              ostreeChecksum: share?.files.checksumAt(e.pathText) ?? "",
             });
           } catch (err) {
             close(fd);
@@ -390,14 +402,23 @@ async function splitStoreLayer(
             // byte the per-file CRC-64 would (the CRC is only computed to name a culprit).
             let size = 0;
             while (size <= e.payloadSize) {
-              const buf = new Uint8Array(Math.min(READ_CHUNK, e.payloadSize - size + 1));
-              const n = read(fd, buf);
+              const n = read(
+                fd,
+                readBuf.subarray(0, Math.min(READ_CHUNK, e.payloadSize - size + 1)),
+              );
               if (n === 0) break;
-              inline(buf.subarray(0, n));
+              inline(readBuf.subarray(0, n));
               size += n;
             }
             if (size !== e.payloadSize) {
               throw sizeMismatch(where, f.part.nameText, e.payloadSize, size);
+            }
+            // Inline in composefs, but a block of its own in both other stores: share it.
+            const checksum = regular && share ? share.files.checksumAt(e.pathText) : undefined;
+            if (checksum) {
+              const what = `${diffDir}/${f.part.nameText}`;
+              const r = shareWithOstreeObject(fd, size, share!.repo.objectsDirfd, checksum, what);
+              if (r) recordShare(r);
             }
           } finally {
             close(fd);

@@ -14,15 +14,12 @@
  * @module
  */
 
-import { closeQuietly, pread } from "../../ffi/fs.ts";
-import { isErrno } from "../../ffi/errno.ts";
+import { pread } from "../../ffi/fs.ts";
 import { FsVerityHasher } from "../digest/fsverity.ts";
 import { type HashAlgorithm, StreamingHash } from "../digest/hash.ts";
-import { O, openAt } from "../../ffi/fs.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
 import { assertUnchanged, type SourceVersion } from "../reflink/source_version.ts";
-import { objectPath } from "../stores/ostree/objects.ts";
-import { shareFileBlocks, type ShareOutcome } from "./block_sharing.ts";
+import { type ShareOutcome, shareWithOstreeObject } from "./block_sharing.ts";
 
 /** The digests of one file, in the order files were given. */
 export interface FileDigests {
@@ -35,7 +32,7 @@ export interface FileDigests {
 }
 
 /**
- * Outcomes of {@linkcode shareFileBlocks} as the worker's reply codes them (0: no ostree
+ * Outcomes of {@linkcode shareWithOstreeObject} as the worker's reply codes them (0: no ostree
  * object named). Only ever read back by this module: the order is internal.
  */
 const SHARE_CODES: readonly (ShareOutcome | null)[] = [
@@ -45,25 +42,6 @@ const SHARE_CODES: readonly (ShareOutcome | null)[] = [
   "deduped",
   "differed",
 ];
-
-/**
- * Largest file whose data a filesystem may keep inside the inode (btrfs `max_inline` is at most
- * a page): above it FIEMAP cannot answer "inline", so the import skips asking.
- */
-const INLINE_DATA_MAX = 4096;
-
-/**
- * Opens ostree file object `checksum` read-only, never following it: a symlink object (the
- * commit index does not tell symlinks from files) or a missing one gives null.
- */
-function openOstreeFile(objectsDirfd: number, checksum: string): number | null {
-  try {
-    return openAt(objectsDirfd, objectPath(checksum, "file"), O.RDONLY | O.NOFOLLOW);
-  } catch (e) {
-    if (isErrno(e, "ELOOP") || isErrno(e, "ENOENT")) return null;
-    throw e;
-  }
-}
 
 /** Read size: whole fs-verity blocks, few calls. */
 const READ_CHUNK = 1 << 20;
@@ -111,7 +89,7 @@ export class LayerDigestState {
    * Reads all of `fd` from offset 0 into the stream hash and a fresh fs-verity hasher. Throws
    * {@linkcode SourceChangedError} when the file is not at `version` after the read. With an
    * `ostreeChecksum`, then makes that ostree file object share `fd`'s blocks while its pages
-   * are still cached ({@linkcode shareFileBlocks}: the kernel compares the bytes first).
+   * are still cached ({@linkcode shareWithOstreeObject}: the kernel compares the bytes first).
    */
   file(fd: number, version: SourceVersion, what: string, ostreeChecksum = ""): FileDigests {
     const verity = this.verity ? new FsVerityHasher(this.verity) : null;
@@ -125,20 +103,9 @@ export class LayerDigestState {
       size += n;
     }
     assertUnchanged(fd, version, what, size);
-    let share: FileDigests["share"] = null;
-    if (ostreeChecksum !== "" && this.ostreeObjectsDirfd !== null) {
-      const dst = openOstreeFile(this.ostreeObjectsDirfd, ostreeChecksum);
-      if (dst !== null) {
-        try {
-          share = shareFileBlocks(fd, dst, `${what} -> ostree ${ostreeChecksum}`, {
-            // Too large to be inline, and placed just now: FIEMAP first would only cost.
-            assumeSeparate: size > INLINE_DATA_MAX,
-          });
-        } finally {
-          closeQuietly(dst);
-        }
-      }
-    }
+    const share = ostreeChecksum !== "" && this.ostreeObjectsDirfd !== null
+      ? shareWithOstreeObject(fd, size, this.ostreeObjectsDirfd, ostreeChecksum, what)
+      : null;
     return { size, verity: verity?.digest() ?? null, share };
   }
 

@@ -49,8 +49,7 @@ const INDEX_DIRS_CACHED = 256;
 /**
  * The file paths of an ostree commit, as an image's layers name them: each image path is
  * mapped by the ostree-ext transform (`/etc` → `/usr/etc`) to the checksum of the commit's file
- * there, reading the commit's dirtrees as the lookups reach them. Each checksum is handed out
- * once (hardlinks and equal files share one object).
+ * there, reading the commit's dirtrees as the lookups reach them.
  */
 export class OstreeFileIndex {
   readonly #ostree: OstreeRepo;
@@ -69,11 +68,10 @@ export class OstreeFileIndex {
 
   /**
    * The checksum of the commit's file at image path `path` (`usr/bin/ls`, `/etc/motd`), or null
-   * when the commit has none there or it was handed out before. Symlinks count as files here
-   * (telling them apart means reading each object): callers open what they take with
-   * O_NOFOLLOW and skip a symlink then.
+   * when the commit has none there. Symlinks count as files here (telling them apart means
+   * reading each object): callers open what they get with O_NOFOLLOW and skip a symlink then.
    */
-  take(path: string): string | null {
+  checksumAt(path: string): string | null {
     const parts = transformedParts(
       path.split("/").filter((p) => p !== "" && p !== "."),
       this.transform,
@@ -87,7 +85,15 @@ export class OstreeFileIndex {
       dirPath += `/${name}`;
       dir = this.#dir(dirPath, tree);
     }
-    const checksum = dir.files.get(parts[parts.length - 1]);
+    return dir.files.get(parts[parts.length - 1]) ?? null;
+  }
+
+  /**
+   * Like {@linkcode checksumAt}, but each checksum is handed out once (hardlinks and equal
+   * files share one object): for pairing objects, where the first pair covers them all.
+   */
+  take(path: string): string | null {
+    const checksum = this.checksumAt(path);
     if (!checksum || this.#given.has(checksum)) return null;
     this.#given.add(checksum);
     return checksum;

@@ -10,10 +10,13 @@ import {
   buildOstreeHost,
   hostFixtureTest,
   OSTREE_HOST_TOOLS,
+  RUNNABLE_LICENSED,
 } from "../fixtures/host/mod.ts";
 import { run, runOk } from "../harness/run.ts";
 import { runrootFor } from "../../lib/pipeline/podman_pull.ts";
 import { podman, podmanRun, storeAt, unmountBelow } from "../fixtures/cstorage/podman.ts";
+import { fiemap, FIEMAP_EXTENT } from "../../ffi/extents.ts";
+import { AT, close, O, openAt } from "../../ffi/fs.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const TOOLS = [...OSTREE_HOST_TOOLS, { bin: "podman", pkg: "podman" }];
@@ -27,6 +30,46 @@ async function usedBytes(mountpoint: string): Promise<number> {
   await runOk(["sync", "-f", mountpoint]);
   const out = await runOk(["df", "-B1", "--output=used", mountpoint]);
   return Number(out.stdout.trim().split("\n")[1]);
+}
+
+/** Where the data of file `path` starts on disk; null when it lives in the inode (btrfs). */
+function firstBlock(path: string): number | null {
+  const fd = openAt(AT.FDCWD, path, O.RDONLY);
+  try {
+    const [first] = fiemap(fd, path);
+    assert.ok(first, `${path} has no extents`);
+    return (first.flags & FIEMAP_EXTENT.DATA_INLINE) !== 0 ? null : first.physical;
+  } finally {
+    close(fd);
+  }
+}
+
+/**
+ * The distinct first blocks of the runnable layer's `/usr/share/licenses/NAME` files (every
+ * copy, in both deployments and every containers-storage layer), and how many copies there are.
+ * Copies whose data is inline (btrfs small files) have no block to share and are left out.
+ */
+async function licenseBlocks(root: string, deployments: string[], name: string) {
+  const dirs = deployments.map((d) => `${root}/sysroot/ostree/deploy/default/deploy/${d}`);
+  const overlay = `${root}/sysroot/ostree/bootc/storage/overlay`;
+  for await (const e of Deno.readDir(overlay)) {
+    const diff = `${overlay}/${e.name}/diff`;
+    if (await Deno.stat(`${diff}/usr/share/licenses`).then(() => true, () => false)) {
+      dirs.push(diff);
+    }
+  }
+  const blocks = new Set<number>();
+  let copies = 0;
+  for (const dir of dirs) {
+    for (const pkg of RUNNABLE_LICENSED) {
+      const path = `${dir}/usr/share/licenses/${pkg}/${name}`;
+      if (!(await Deno.stat(path).then(() => true, () => false))) continue;
+      const block = firstBlock(path);
+      if (block !== null) blocks.add(block);
+      copies++;
+    }
+  }
+  return { blocks: [...blocks], copies };
 }
 
 /** Two deployments (v1 rollback, v2 booted) of runnable bootable images. */
@@ -107,6 +150,17 @@ for (const kind of ["xfs", "btrfs"] as const) {
       // Three stores, one copy of each image's bytes: the growth is far below one more copy.
       const grown = (await usedBytes(fs.mountpoint)) - before;
       assert.ok(grown < BULK_MIB * 2 ** 20, `df grew by ${grown} bytes`);
+      // The same bytes at two paths, and a file too small for a composefs object: every copy
+      // in containers-storage shares the block of the one ostree object (one per version).
+      const deployments = host.images.map((i) => i.deployment);
+      const copying = await licenseBlocks(root, deployments, "COPYING");
+      assert.equal(copying.copies, 2 * 2 * RUNNABLE_LICENSED.length, "COPYING copies found");
+      assert.equal(copying.blocks.length, 2, `COPYING first blocks: ${copying.blocks}`);
+      const notice = await licenseBlocks(root, deployments, "NOTICE");
+      assert.equal(notice.copies, 4, "NOTICE copies found");
+      // XFS keeps no data in the inode: there, all four copies must be on one block.
+      const noticeBlocks = kind === "xfs" ? [1] : [0, 1];
+      assert.ok(noticeBlocks.includes(notice.blocks.length), `NOTICE blocks: ${notice.blocks}`);
       const du = JSON.parse((await unistore("--root", root, "du", "--json")).stdout);
       assert.ok(du.savedBytes >= 3 * BULK_MIB * 2 ** 20, `du: ${JSON.stringify(du)}`);
 
