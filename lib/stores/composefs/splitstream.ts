@@ -95,6 +95,15 @@ export function contentTypeName(value: bigint): string {
 
 /** Inline data buffered before it may be flushed at an entry boundary (keeps memory flat). */
 const INLINE_FLUSH_THRESHOLD = 4 << 20;
+/**
+ * Stream section bytes staged before one write to the zstd compressor. A layer has a chunk
+ * header per file; one compressor write each cost a stream round trip and short-lived buffers
+ * that only a full GC reclaims (hundreds of MiB of RSS over a 120,000-file image). Only memory
+ * and speed depend on it, not the bytes written.
+ */
+const STAGE_SIZE = 256 << 10;
+/** Capacity the inline buffer starts at and shrinks back to after a long run was flushed. */
+const INLINE_INITIAL = 16 << 10;
 /** Piece size when reading objects and inline data back. */
 const READ_CHUNK = 1 << 20;
 
@@ -124,8 +133,11 @@ export class SplitStreamWriter {
   readonly #streamRefs = new Map<ObjectId, number>();
   readonly #namedRefs = new Map<string, number>();
   readonly #objectRefs = new Map<ObjectId, number>();
-  #inline: Uint8Array[] = [];
+  #inline = new Uint8Array(INLINE_INITIAL);
   #inlineLen = 0;
+  readonly #stage = new Uint8Array(STAGE_SIZE);
+  readonly #stageView = new DataView(this.#stage.buffer);
+  #stageLen = 0;
   #total = 0;
   #pump: TransformPump;
   #scratch: number;
@@ -168,8 +180,14 @@ export class SplitStreamWriter {
   /** Appends inline bytes (copied; coalesced with adjacent inline data). */
   writeInline(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
-    this.#inline.push(bytes.slice());
-    this.#inlineLen += bytes.length;
+    const need = this.#inlineLen + bytes.length;
+    if (need > this.#inline.length) {
+      const grown = new Uint8Array(Math.max(need, 2 * this.#inline.length));
+      grown.set(this.#inline.subarray(0, this.#inlineLen));
+      this.#inline = grown;
+    }
+    this.#inline.set(bytes, this.#inlineLen);
+    this.#inlineLen = need;
     this.#total += bytes.length;
   }
 
@@ -186,9 +204,7 @@ export class SplitStreamWriter {
       idx = this.#objectRefs.size;
       this.#objectRefs.set(id, idx);
     }
-    const n = new Uint8Array(8);
-    new DataView(n.buffer).setBigInt64(0, BigInt(idx), true);
-    await this.#compress(n);
+    await this.#chunkHeader(idx);
     this.#total += size;
   }
 
@@ -201,16 +217,37 @@ export class SplitStreamWriter {
 
   async #flushInline(): Promise<void> {
     if (this.#inlineLen === 0) return;
-    const n = new Uint8Array(8);
-    new DataView(n.buffer).setBigInt64(0, -BigInt(this.#inlineLen), true);
-    await this.#compress(n);
-    for (const part of this.#inline) await this.#compress(part);
-    this.#inline = [];
+    await this.#chunkHeader(-this.#inlineLen);
+    await this.#stageBytes(this.#inline.subarray(0, this.#inlineLen));
     this.#inlineLen = 0;
+    if (this.#inline.length > INLINE_FLUSH_THRESHOLD) this.#inline = new Uint8Array(INLINE_INITIAL);
   }
 
-  async #compress(bytes: Uint8Array): Promise<void> {
-    this.#spool(await this.#pump.write(bytes));
+  /** Stages a chunk header: an i64 (little-endian), `n` < 0 for inline bytes, else an index. */
+  async #chunkHeader(n: number): Promise<void> {
+    if (this.#stageLen + 8 > STAGE_SIZE) await this.#flushStage();
+    // Two 32-bit halves: exact for |n| < 2^53, and no BigInt per chunk.
+    const high = Math.floor(n / 0x1_0000_0000);
+    this.#stageView.setUint32(this.#stageLen, n - high * 0x1_0000_0000, true);
+    this.#stageView.setInt32(this.#stageLen + 4, high, true);
+    this.#stageLen += 8;
+  }
+
+  async #stageBytes(bytes: Uint8Array): Promise<void> {
+    for (let off = 0; off < bytes.length;) {
+      if (this.#stageLen === STAGE_SIZE) await this.#flushStage();
+      const n = Math.min(bytes.length - off, STAGE_SIZE - this.#stageLen);
+      this.#stage.set(bytes.subarray(off, off + n), this.#stageLen);
+      this.#stageLen += n;
+      off += n;
+    }
+  }
+
+  /** Feeds the staged bytes to the compressor; the stage is free again once it returns. */
+  async #flushStage(): Promise<void> {
+    if (this.#stageLen === 0) return;
+    this.#spool(await this.#pump.write(this.#stage.subarray(0, this.#stageLen)));
+    this.#stageLen = 0;
   }
 
   #spool(parts: Uint8Array[]): void {
@@ -224,6 +261,7 @@ export class SplitStreamWriter {
   async finish(): Promise<ObjectId> {
     if (this.#done) throw new Error("SplitStreamWriter.finish() called twice");
     await this.#flushInline();
+    await this.#flushStage();
     this.#spool(await this.#pump.end());
     this.#done = true;
     if (this.#scratchLen === 0) this.#spool([zstdCompressFrame(new Uint8Array(0))]);

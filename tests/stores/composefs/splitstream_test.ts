@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import zlib from "node:zlib";
 import { fsverityDigest } from "../../../lib/digest/fsverity.ts";
 import { toHex } from "../../../lib/digest/hash.ts";
@@ -288,5 +289,37 @@ Deno.test("splitstream: truncated or damaged files fail with the stream's path a
       chunksOf(s),
       /streams\/y: external chunk index 7 out of range \(1 object refs\)/,
     );
+  });
+});
+
+Deno.test("splitstream: a layer-sized stream (chunk headers and inline runs far past the compressor's write size) reads back byte for byte", async () => {
+  await withRepo("sha256", async (repo) => {
+    // 40,000 references are 320 KiB of chunk headers alone, and one inline run of 600 KiB is
+    // more than the writer stages per compressor write: both cross its buffer many times.
+    const objects = [1, 2, 3].map((seed) => pseudoRandomBytes(100 + seed, seed));
+    const w = new SplitStreamWriter(repo, CONTENT_TYPE.ociLayer);
+    const expected: Uint8Array[] = [];
+    const ids = [];
+    for (const o of objects) {
+      ids.push(await w.writeExternal(o));
+      expected.push(o);
+    }
+    for (let i = 0; i < 40_000; i++) {
+      const header = new Uint8Array(1 + (i % 700)).fill(i & 0xff);
+      w.writeInline(header);
+      expected.push(header);
+      await w.markBoundary();
+      await w.writeReference(ids[i % 3], objects[i % 3].length);
+      expected.push(objects[i % 3]);
+    }
+    const long = pseudoRandomBytes(600 << 10, 9);
+    w.writeInline(long);
+    expected.push(long);
+    const id = await w.finish();
+    using s = SplitStream.openObject(repo, id, CONTENT_TYPE.ociLayer);
+    const want = concat(expected);
+    assert.equal(s.index.streamSize, want.length);
+    const got = await catAll(repo, s);
+    assert.equal(Buffer.compare(got, want), 0, "reassembled stream differs");
   });
 });
