@@ -13,6 +13,7 @@ import type { RssPoint } from "./rss_scaling.ts";
 import type { UnifyXfsResult } from "./unify_xfs.ts";
 import type { UnifyStages } from "./unify_stages.ts";
 import { RSS_SAMPLE_MS } from "./measure.ts";
+import { UNISTORE_V8_FLAGS } from "../scripts/v8_flags.ts";
 
 /** The machine the numbers come from. */
 export interface MachineInfo {
@@ -466,7 +467,7 @@ export function renderResultsMarkdown(r: BenchResults): string {
   L.push("## What each number includes", "");
   L.push(
     "- Every time is the wall time of whole processes, spawn to exit: unistore runs as " +
-      "`deno run -A --v8-flags=--max-semi-space-size=1 main.ts` from the checkout (the flags " +
+      `\`deno run -A --v8-flags=${UNISTORE_V8_FLAGS} main.ts\` from the checkout (the flags ` +
       "`deno task compile` bakes into the binary, scripts/v8_flags.ts), so Deno start-up and " +
       "module loading are in it (as they are for a user); the reference tools are native " +
       "binaries.",

@@ -9,8 +9,14 @@
  * `set-unified full` (bench/RESULTS.md); 1 MiB semi-spaces cost no measurable time. The flag
  * must be given at start-up: set later, it does not resize a heap that exists.
  *
+ * `--optimize-for-size`: V8 lets the old generation grow less between full collections.
+ * Buffers that outlive a scavenge (queued tar headers, digests waiting for their file) end up
+ * there, and their native backing stores are only freed by a full GC, so without the flag the
+ * peak RSS of `set-unified full --no-pull` grew from 264 MiB at 1× to 364 MiB at 4×; with it,
+ * 191 and 229 MiB, in the same time (36 s at 4×).
+ *
  * @module
  */
 
 /** The value of `--v8-flags=`. */
-export const UNISTORE_V8_FLAGS = "--max-semi-space-size=1";
+export const UNISTORE_V8_FLAGS = "--max-semi-space-size=1,--optimize-for-size";
