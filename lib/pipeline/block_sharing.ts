@@ -1,8 +1,9 @@
 /**
  * Sharing the blocks of two files that hold the same bytes, with FIDEDUPERANGE: the kernel
  * compares the bytes before sharing, so both files, their inodes and metadata stay exactly as
- * they are (DESIGN §4). Used by the ostree dedupe pass (lib/pipeline/ostree_dedupe.ts) and by
- * the import's digest thread (lib/pipeline/layer_digests.ts), which is why it imports little.
+ * they are (DESIGN §4). Used by the ostree dedupe pass (lib/pipeline/ostree_dedupe.ts), by
+ * the import's digest thread (lib/pipeline/layer_digests.ts), which is why it imports little
+ * (types only from the stores it does not read), and by the import itself.
  *
  * @module
  */
@@ -12,6 +13,8 @@ import { fiemap, FIEMAP_EXTENT } from "../../ffi/extents.ts";
 import { closeQuietly, O, openAt } from "../../ffi/fs.ts";
 import { dedupeFiles } from "../reflink/dedupe.ts";
 import { objectPath } from "../stores/ostree/objects.ts";
+import type { ComposefsRepo } from "../stores/composefs/repository.ts";
+import type { ObjectId } from "../stores/composefs/object_id.ts";
 
 /** What sharing an ostree commit's file objects with an image's files did. */
 export interface OstreeDedupeStats {
@@ -109,6 +112,24 @@ export function shareWithOstreeObject(
       // Too large to be inline, its blocks not shared yet: FIEMAP of both would only cost.
       assumeSeparate: size > INLINE_DATA_MAX,
     });
+  } finally {
+    closeQuietly(obj);
+  }
+}
+
+/**
+ * Makes `fd` share the blocks of composefs object `id` of `repo` when both hold the same
+ * bytes ({@linkcode shareFileBlocks}; the object keeps its blocks, the file takes them).
+ */
+export function shareWithComposefsObject(
+  repo: ComposefsRepo,
+  id: ObjectId,
+  fd: number,
+  what: string,
+): { outcome: ShareOutcome; bytes: number } {
+  const obj = repo.openObject(id);
+  try {
+    return shareFileBlocks(obj, fd, `composefs object ${id} -> ${what}`);
   } finally {
     closeQuietly(obj);
   }

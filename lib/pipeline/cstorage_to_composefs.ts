@@ -73,6 +73,7 @@ import {
   emptyDedupeStats,
   type OstreeDedupeStats,
   type ShareOutcome,
+  shareWithComposefsObject,
   shareWithOstreeObject,
 } from "./block_sharing.ts";
 import type { OstreeFileIndex } from "./ostree_dedupe.ts";
@@ -219,14 +220,12 @@ async function placeFile(
   outcome: ObjectOutcome;
   share: FileDigests["share"];
 }> {
-  let d: FileDigests;
-  let tmp: TmpClone;
   try {
-    d = await f.digests;
+    const d = await f.digests;
     if (d.size !== f.expected) {
       throw sizeMismatch(where, f.nameText, f.expected, d.size);
     }
-    tmp = cloneToTmpfile(f.srcFd, repo.objectsDirfd(true), {
+    const tmp = cloneToTmpfile(f.srcFd, repo.objectsDirfd(true), {
       ...place,
       mode: OBJECT_MODE,
       what: f.what,
@@ -238,12 +237,18 @@ async function placeFile(
       discardClone(tmp);
       throw e;
     }
+    // finishStaged releases the staged file on every path.
+    const r = repo.finishStaged(tmp, { digest: () => d.verity! });
+    const sharesOstree = d.share?.outcome === "deduped" || d.share?.outcome === "shared";
+    if (r.outcome === "already-present" && tmp.method === "reflink" && !sharesOstree) {
+      // The same bytes at another path (or from another image): this file takes the
+      // object's blocks, else each copy in containers-storage keeps blocks of its own.
+      shareWithComposefsObject(repo, r.id, f.srcFd, f.what);
+    }
+    return { id: r.id, size: d.size, method: tmp.method, outcome: r.outcome, share: d.share };
   } finally {
     close(f.srcFd);
   }
-  // finishStaged releases the staged file on every path.
-  const r = repo.finishStaged(tmp, { digest: () => d.verity! });
-  return { id: r.id, size: d.size, method: tmp.method, outcome: r.outcome, share: d.share };
 }
 
 /** A `diff/` file whose size is not its tar entry's, in c/storage's words. */
