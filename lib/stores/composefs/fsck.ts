@@ -481,10 +481,13 @@ async function checkSplitstream(
   }
 }
 
+/** {@linkcode hashObject}'s read buffer, reused (one per object was the fsck's main garbage). */
+let hashReadBuffer: Uint8Array<ArrayBuffer> | null = null;
+
 function hashObject(repo: ComposefsRepo, id: ObjectId, hash: StreamingHash): void {
   const fd = repo.openObject(id);
   try {
-    const buf = new Uint8Array(1 << 20);
+    const buf = hashReadBuffer ??= new Uint8Array(1 << 20);
     for (let pos = 0;;) {
       const n = pread(fd, buf, pos);
       if (n === 0) return;

@@ -93,6 +93,11 @@ const DIR_MODE = 0o755;
 const OBJECT_MODE = 0o644;
 /** Read size when hashing or copying objects. */
 const IO_CHUNK = 1 << 20;
+/**
+ * The read buffer of {@linkcode ComposefsRepo.computeDigest}, reused: a fresh 1 MiB per object
+ * was most of what a deep fsck allocated, and only a full GC frees such buffers.
+ */
+let digestReadBuffer: Uint8Array<ArrayBuffer> | null = null;
 
 /** How fs-verity is used by a repository. */
 export type VerityMode = "secure" | "insecure";
@@ -482,7 +487,7 @@ export class ComposefsRepo implements Disposable {
   /** The fs-verity digest of an open file's content, computed in userspace (one full read). */
   computeDigest(fd: number): ObjectId {
     const hasher = new FsVerityHasher(this.algorithm);
-    const buf = new Uint8Array(IO_CHUNK);
+    const buf = digestReadBuffer ??= new Uint8Array(IO_CHUNK);
     for (let off = 0;;) {
       const n = pread(fd, buf, off);
       if (n === 0) break;

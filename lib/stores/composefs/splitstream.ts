@@ -106,6 +106,8 @@ const STAGE_SIZE = 256 << 10;
 const INLINE_INITIAL = 16 << 10;
 /** Piece size when reading objects and inline data back. */
 const READ_CHUNK = 1 << 20;
+/** Where {@linkcode SplitStream.cat} reads objects before copying out what it read. */
+let catReadBuffer: Uint8Array<ArrayBuffer> | null = null;
 
 /**
  * Writes a splitstream into a repository. Inline data is coalesced: consecutive
@@ -737,13 +739,13 @@ export class SplitStream implements Disposable {
       }
       const fd = repo.openObject(c.id);
       try {
+        const buf = catReadBuffer ??= new Uint8Array(READ_CHUNK);
         for (let pos = 0;;) {
-          const buf = new Uint8Array(READ_CHUNK);
           const n = pread(fd, buf, pos);
           if (n === 0) break;
           pos += n;
           total += n;
-          await sink(buf.subarray(0, n));
+          await sink(buf.slice(0, n)); // exactly sized: a 1 MiB buffer per small object was GC work
         }
       } finally {
         close(fd);

@@ -166,16 +166,19 @@ export async function* layerTarChunks(
   }
 }
 
-/** An object's content in fresh 1 MiB buffers. */
+/** Where {@linkcode objectChunks} reads before copying out what it read. */
+let objectReadBuffer: Uint8Array<ArrayBuffer> | null = null;
+
+/** An object's content in fresh buffers of up to 1 MiB, each exactly as long as its bytes. */
 async function* objectChunks(repo: ComposefsRepo, id: ObjectId): AsyncGenerator<Uint8Array> {
   const fd = repo.openObject(id);
   try {
+    const buf = objectReadBuffer ??= new Uint8Array(1 << 20);
     for (let pos = 0;;) {
-      const buf = new Uint8Array(1 << 20);
       const n = pread(fd, buf, pos);
       if (n === 0) return;
       pos += n;
-      yield buf.subarray(0, n);
+      yield buf.slice(0, n);
     }
   } finally {
     close(fd);

@@ -201,10 +201,15 @@ export function contentChecksum(meta: FileObjectMeta, content?: Uint8Array): str
 }
 
 const CHUNK = 1 << 20;
+/** {@linkcode feedFd}'s read buffer, reused: a fresh 1 MiB per object is garbage only a full GC frees. */
+let feedBuffer: Uint8Array<ArrayBuffer> | null = null;
 
-/** Feeds all of `fd` from its current position to `sink`. */
+/**
+ * Feeds all of `fd` from its current position to `sink`, which must be done with each chunk
+ * when `update` returns (a hash; the buffer is reused).
+ */
 export function feedFd(fd: number, sink: { update(chunk: Uint8Array): unknown }): number {
-  const buf = new Uint8Array(CHUNK);
+  const buf = feedBuffer ??= new Uint8Array(CHUNK);
   let total = 0;
   for (;;) {
     const n = read(fd, buf);
