@@ -103,7 +103,10 @@ function fromBase64(text: unknown, where: string, what: string): Uint8Array {
       `${what}: expected base64, found ${JSON.stringify(text)?.slice(0, 60)}`,
     );
   }
-  return new Uint8Array(Buffer.from(text, "base64"));
+  // A plain view of the decoded Buffer (small ones share a pool): copying it out was a second
+  // native allocation for every entry of every layer. Nothing here detaches or transfers it.
+  const b = Buffer.from(text, "base64");
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /** Parses one JSON line of a tar-split file. */
