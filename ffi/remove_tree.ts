@@ -1,22 +1,13 @@
 /**
  * Recursive removal below a directory fd (`rm -rf` without ever following a symlink), for
- * rolling back a half-written layer and for tar entries that replace an existing path.
+ * rolling back a half-written layer, for tar entries that replace an existing path, and for
+ * sweeping the pull directories of killed runs.
  *
  * @module
  */
 
-import { isErrno } from "../../../ffi/errno.ts";
-import {
-  AT,
-  close,
-  DT,
-  openDirAt,
-  type PathLike,
-  readDir,
-  S,
-  statAt,
-  unlinkAt,
-} from "../../../ffi/fs.ts";
+import { isErrno } from "./errno.ts";
+import { AT, close, DT, openDirAt, type PathLike, readDir, S, statAt, unlinkAt } from "./fs.ts";
 
 /**
  * Removes `name` below `dirfd` and, when it is a directory, everything in it. A missing `name`

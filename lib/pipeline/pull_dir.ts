@@ -24,7 +24,7 @@ import {
   renameAt,
 } from "../../ffi/fs.ts";
 import { flockTry } from "../../ffi/lock.ts";
-import { removeTreeAt } from "../stores/cstorage/remove_tree.ts";
+import { removeTreeAt } from "../../ffi/remove_tree.ts";
 
 /**
  * Prefix of a pull directory in use. Changing it orphans the directories of older versions

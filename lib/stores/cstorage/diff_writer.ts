@@ -69,7 +69,7 @@ import {
 } from "./entry_path.ts";
 import { LayerIntegrityError, UnsupportedLayerError } from "./errors.ts";
 import { MODES } from "./layout.ts";
-import { removeTreeAt } from "./remove_tree.ts";
+import { removeTreeAt } from "../../../ffi/remove_tree.ts";
 
 /** The prefix of whiteout entries (AUFS convention, used by every OCI layer). */
 export const WHITEOUT_PREFIX = ".wh.";

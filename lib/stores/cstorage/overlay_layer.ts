@@ -37,7 +37,7 @@ import {
 } from "../../../ffi/fs.ts";
 import { StoreFormatError } from "./errors.ts";
 import { LAYER_DIR, LINK_ID_LENGTH, MODES, PATHS } from "./layout.ts";
-import { removeTreeAt } from "./remove_tree.ts";
+import { removeTreeAt } from "../../../ffi/remove_tree.ts";
 
 const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
