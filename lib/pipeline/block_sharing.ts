@@ -10,9 +10,10 @@
 
 import { isErrno } from "../../ffi/errno.ts";
 import { fiemap, FIEMAP_EXTENT } from "../../ffi/extents.ts";
-import { closeQuietly, O, openAt } from "../../ffi/fs.ts";
+import { closeQuietly } from "../../ffi/fs.ts";
 import { dedupeFiles } from "../reflink/dedupe.ts";
-import { objectPath } from "../stores/ostree/objects.ts";
+import { faultPoint } from "../fault/fault_point.ts";
+import { openFileObjectAt } from "../stores/ostree/objects.ts";
 import type { ComposefsRepo } from "../stores/composefs/repository.ts";
 import type { ObjectId } from "../stores/composefs/object_id.ts";
 
@@ -76,7 +77,7 @@ const INLINE_DATA_MAX = 4096;
  */
 function openOstreeFile(objectsDirfd: number, checksum: string): number | null {
   try {
-    return openAt(objectsDirfd, objectPath(checksum, "file"), O.RDONLY | O.NOFOLLOW);
+    return openFileObjectAt(objectsDirfd, checksum);
   } catch (e) {
     if (isErrno(e, "ELOOP") || isErrno(e, "ENOENT")) return null;
     throw e;
@@ -140,8 +141,12 @@ export function emptyDedupeStats(): OstreeDedupeStats {
   return { paired: 0, alreadyShared: 0, deduped: 0, bytesDeduped: 0, differed: 0, inline: 0 };
 }
 
-/** Counts one pair's outcome into `stats`. */
+/**
+ * Counts one pair's outcome into `stats`, after an ostree object was deduplicated or compared:
+ * the fault point `pipeline.ostree-deduped` (lib/fault/fault_point.ts) is here, once per pair.
+ */
 export function countShare(stats: OstreeDedupeStats, r: { outcome: ShareOutcome; bytes: number }) {
+  if (r.outcome === "deduped" || r.outcome === "differed") faultPoint("pipeline.ostree-deduped");
   stats.paired++;
   if (r.outcome === "shared") stats.alreadyShared++;
   if (r.outcome === "inline") stats.inline++;

@@ -41,7 +41,6 @@ import {
   type CopyPolicy,
   discardClone,
   type PlaceMethod,
-  type TmpClone,
 } from "../reflink/place.ts";
 import { probeReflink, type ReflinkProbe } from "../reflink/probe.ts";
 import { ComposefsNotFoundError, RepoReadOnlyError } from "../stores/composefs/errors.ts";
@@ -72,13 +71,11 @@ import {
   countShare,
   emptyDedupeStats,
   type OstreeDedupeStats,
-  type ShareOutcome,
   shareWithComposefsObject,
   shareWithOstreeObject,
 } from "./block_sharing.ts";
 import type { OstreeFileIndex } from "./ostree_dedupe.ts";
 import type { OstreeRepo } from "../stores/ostree/repo.ts";
-import { faultPoint } from "../fault/fault_point.ts";
 import { ByteQueue } from "./byte_queue.ts";
 
 /**
@@ -330,10 +327,6 @@ async function splitStoreLayer(
     inlineBytes.push(bytes);
     queue.push({ inline: bytes.length });
   };
-  const recordShare = (r: { outcome: ShareOutcome; bytes: number }) => {
-    countShare(share!.stats, r);
-    if (r.outcome === "deduped" || r.outcome === "differed") faultPoint("pipeline.ostree-deduped");
-  };
   // Writes queued items up to and including the first file (or all of them).
   const drain = async (all: boolean) => {
     while (queue.length > 0) {
@@ -349,7 +342,7 @@ async function splitStoreLayer(
         stats.placedBytes[placed.method] += placed.size;
         if (placed.outcome === "written") stats.newObjects++;
         if (stats.externalChunks % TRIM_EVERY_FILES === 0) releaseFreeMemory();
-        if (placed.share) recordShare(placed.share);
+        if (share && placed.share) countShare(share.stats, placed.share);
         if (!all) return;
       }
     }
@@ -419,11 +412,11 @@ async function splitStoreLayer(
               throw sizeMismatch(where, f.part.nameText, e.payloadSize, size);
             }
             // Inline in composefs, but a block of its own in both other stores: share it.
-            const checksum = regular && share ? share.files.checksumAt(e.pathText) : undefined;
-            if (checksum) {
+            const checksum = regular && share ? share.files.checksumAt(e.pathText) : null;
+            if (share && checksum) {
               const what = `${diffDir}/${f.part.nameText}`;
-              const r = shareWithOstreeObject(fd, size, share!.repo.objectsDirfd, checksum, what);
-              if (r) recordShare(r);
+              const r = shareWithOstreeObject(fd, size, share.repo.objectsDirfd, checksum, what);
+              if (r) countShare(share.stats, r);
             }
           } finally {
             close(fd);

@@ -20,6 +20,7 @@ import { type HashAlgorithm, StreamingHash } from "../digest/hash.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
 import { assertUnchanged, type SourceVersion } from "../reflink/source_version.ts";
 import { type ShareOutcome, shareWithOstreeObject } from "./block_sharing.ts";
+import { ByteQueue } from "./byte_queue.ts";
 
 /** The digests of one file, in the order files were given. */
 export interface FileDigests {
@@ -221,8 +222,8 @@ function failureError(what: string, f: FileFailure): Error {
 export class LayerDigests implements Disposable {
   #worker: Worker | null = null;
   #local: LayerDigestState | null = null;
-  #inline = new Uint8Array(1 << 16);
-  #inlineLength = 0;
+  /** Inline bytes not sent yet (a batch carries those before its last file). */
+  readonly #inline = new ByteQueue();
   #fds: number[] = [];
   #versions: SourceVersion[] = [];
   #inlineEnds: number[] = [];
@@ -294,7 +295,7 @@ export class LayerDigests implements Disposable {
     verity: HashAlgorithm | null,
     ostreeObjectsDirfd: number | null = null,
   ): void {
-    if (this.#fds.length > 0 || this.#inlineLength > 0) {
+    if (this.#fds.length > 0 || this.#inline.length > 0) {
       // A layer was left without end(): its bytes would land in this one.
       throw new Error("LayerDigests.begin(): the previous layer was not ended");
     }
@@ -308,14 +309,7 @@ export class LayerDigests implements Disposable {
   /** Feeds bytes that are not a file's. Copied: the caller may reuse its buffer. */
   inline(bytes: Uint8Array): void {
     if (this.#local) return this.#local.inline(bytes);
-    const need = this.#inlineLength + bytes.length;
-    if (need > this.#inline.length) {
-      const grown = new Uint8Array(Math.max(need, this.#inline.length * 2));
-      grown.set(this.#inline.subarray(0, this.#inlineLength));
-      this.#inline = grown;
-    }
-    this.#inline.set(bytes, this.#inlineLength);
-    this.#inlineLength = need;
+    this.#inline.push(bytes);
   }
 
   /**
@@ -338,7 +332,7 @@ export class LayerDigests implements Disposable {
     const inner = new Promise<FileDigests>((resolve, reject) => {
       this.#fds.push(fd);
       this.#versions.push(version);
-      this.#inlineEnds.push(this.#inlineLength);
+      this.#inlineEnds.push(this.#inline.length);
       this.#ostreeChecksums.push(ostreeChecksum);
       this.#batchPending.push({ what, resolve, reject });
     });
@@ -358,8 +352,7 @@ export class LayerDigests implements Disposable {
     if (this.#local) return this.#local.finish();
     this.#flush();
     if (this.#failed) throw this.#failed;
-    const inline = this.#inline.slice(0, this.#inlineLength);
-    this.#inlineLength = 0;
+    const inline = this.#inline.take(this.#inline.length).slice(); // transferred: its own buffer
     return await new Promise<Uint8Array>((resolve) => {
       this.#sent.push(resolve);
       this.#worker!.postMessage({ t: "end", inline }, [inline.buffer]);
@@ -378,13 +371,11 @@ export class LayerDigests implements Disposable {
       t: "files",
       fds: Int32Array.from(this.#fds),
       versions,
-      inline: this.#inline.slice(0, last),
+      // Inline bytes fed after the last file of the batch stay for the next one.
+      inline: this.#inline.take(last).slice(), // transferred: its own buffer
       inlineEnds: Uint32Array.from(this.#inlineEnds),
       ostreeChecksums: this.#ostreeChecksums,
     };
-    // Inline bytes fed after the last file of the batch stay for the next one.
-    this.#inline.copyWithin(0, last, this.#inlineLength);
-    this.#inlineLength -= last;
     this.#fds = [];
     this.#versions = [];
     this.#inlineEnds = [];

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { O, openAt } from "../../../ffi/fs.ts";
 import { fromHex, hashBytes, toHex } from "../../digest/hash.ts";
 import { canonicalXattrs, compareBytes, type Xattr } from "./checksum.ts";
 import { GVariantError, OstreeError } from "./errors.ts";
@@ -70,6 +71,14 @@ export function assertChecksum(s: string, what: string): void {
 export function objectPath(checksum: string, type: ObjectType): string {
   assertChecksum(checksum, `${type} object name`);
   return `${checksum.slice(0, 2)}/${checksum.slice(2)}.${OBJECT_EXTENSIONS[type]}`;
+}
+
+/**
+ * Opens regular-file object `checksum` below `objects/` (open as `objectsDirfd`) read-only,
+ * never following a symlink object (ELOOP). Errors are the caller's to map.
+ */
+export function openFileObjectAt(objectsDirfd: number, checksum: string): number {
+  return openAt(objectsDirfd, objectPath(checksum, "file"), O.RDONLY | O.NOFOLLOW);
 }
 
 /** sha256 of metadata-object bytes, as hex: the object's name. */

@@ -58,6 +58,7 @@ import {
   metadataChecksum,
   objectPath,
   type ObjectType,
+  openFileObjectAt,
   parseCommit,
   parseDirMeta,
   parseDirTree,
@@ -442,7 +443,7 @@ export class OstreeRepo implements Disposable {
    */
   openFileObject(checksum: string): number {
     try {
-      return openAt(this.#objectsFd, objectPath(checksum, "file"), O.RDONLY | O.NOFOLLOW);
+      return openFileObjectAt(this.#objectsFd, checksum);
     } catch (e) {
       if (isErrno(e, "ENOENT")) throw new ObjectMissingError(this.path, `${checksum}.file`);
       throw e;
