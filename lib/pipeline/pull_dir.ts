@@ -25,6 +25,7 @@ import {
 } from "../../ffi/fs.ts";
 import { flockTry } from "../../ffi/lock.ts";
 import { removeTreeAt } from "../../ffi/remove_tree.ts";
+import { toHex } from "../digest/hash.ts";
 
 /**
  * Prefix of a pull directory in use. Changing it orphans the directories of older versions
@@ -35,11 +36,7 @@ export const PULL_DIR_PREFIX = "unistore-pull-";
 const NEW_PULL_DIR_PREFIX = ".unistore-new-pull-";
 
 function randomSuffix(): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(6)),
-    (b) => b.toString(16).padStart(2, "0"),
-  )
-    .join("");
+  return toHex(crypto.getRandomValues(new Uint8Array(6)));
 }
 
 /**
