@@ -396,6 +396,25 @@ export function syncfs(fd: number): void {
   check(libc.syncfs(fd), "syncfs", `fd ${fd}`);
 }
 
+/**
+ * syncfs(2) on a pool thread, so this thread goes on working while the disk catches up; `fd`
+ * must stay open until the promise settles. The pool thread's errno cannot be read, so after
+ * a failure the call is repeated here to name it; a writeback error is reported to a file only
+ * once, so when the repeat succeeds the failure is reported as EIO rather than lost.
+ *
+ * @example
+ * ```ts ignore
+ * const synced = syncfsInBackground(dirfd); // objects written so far
+ * writeNextBatch();
+ * await synced;
+ * ```
+ */
+export async function syncfsInBackground(fd: number): Promise<void> {
+  if (await libc.syncfs_nb(fd) === 0) return;
+  syncfs(fd);
+  throw new SysError("syncfs", Errno.EIO, `fd ${fd}`);
+}
+
 /** d_type values of a directory entry. */
 export const DT = {
   UNKNOWN: 0,

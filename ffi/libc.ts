@@ -36,6 +36,7 @@ const SYMBOLS = {
   utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   fsync: { parameters: ["i32"], result: "i32" },
   syncfs: { parameters: ["i32"], result: "i32" },
+  syncfs_nb: { name: "syncfs", parameters: ["i32"], result: "i32", nonblocking: true },
   // glibc only (optional: null elsewhere, e.g. musl).
   malloc_trim: { parameters: ["usize"], result: "i32", optional: true },
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },

@@ -41,6 +41,7 @@ import {
   type CopyPolicy,
   discardClone,
   type PlaceMethod,
+  type TmpClone,
 } from "../reflink/place.ts";
 import { probeReflink, type ReflinkProbe } from "../reflink/probe.ts";
 import { ComposefsNotFoundError, RepoReadOnlyError } from "../stores/composefs/errors.ts";
@@ -200,10 +201,16 @@ function hashFile(
 }
 
 /**
- * Once its digests are in: checks a pending file's size against the tar entry, clones it (or
- * copies it, as `policy` allows) into an unnamed file of `repo`, checks the source is still the
- * version that was hashed, and links the object under its fs-verity digest (secure
- * repositories: measured by the kernel). Always releases the source fd and the staged file.
+ * Checks a pending file's size against the tar entry, clones it (or copies it, as `policy`
+ * allows) into an unnamed file of `repo`, checks the source is still the version that was
+ * hashed, and links the object under its fs-verity digest (secure repositories: measured by
+ * the kernel). Always releases the source fd and the staged file.
+ *
+ * A clone waits for the digests, because the digest thread may first make the source share
+ * its ostree object's blocks, which the clone must then share too. A copy shares nothing, so
+ * it is made while the digest thread hashes the same bytes: in copy mode the copy is most of
+ * this thread's work and the hashing all of the other's. (Copying when the file is handed to
+ * the digest thread, up to a thousand files ahead, measured slower on ext4.)
  */
 async function placeFile(
   repo: ComposefsRepo,
@@ -217,32 +224,38 @@ async function placeFile(
   outcome: ObjectOutcome;
   share: FileDigests["share"];
 }> {
+  let tmp: TmpClone | null = null;
   try {
+    const stage = () =>
+      cloneToTmpfile(f.srcFd, repo.objectsDirfd(true), {
+        ...place,
+        mode: OBJECT_MODE,
+        what: f.what,
+        size: f.version.size,
+      });
+    if (place.copyOnly) tmp = stage();
     const d = await f.digests;
     if (d.size !== f.expected) {
       throw sizeMismatch(where, f.nameText, f.expected, d.size);
     }
-    const tmp = cloneToTmpfile(f.srcFd, repo.objectsDirfd(true), {
-      ...place,
-      mode: OBJECT_MODE,
-      what: f.what,
-      size: d.size,
-    });
-    try {
-      assertUnchanged(f.srcFd, f.version, f.what); // the bytes cloned are the bytes hashed
-    } catch (e) {
-      discardClone(tmp);
-      throw e;
-    }
-    // finishStaged releases the staged file on every path.
-    const r = repo.finishStaged(tmp, { digest: () => d.verity! });
+    tmp ??= stage();
+    // The bytes placed are the bytes hashed: the source is still the version both started from.
+    assertUnchanged(f.srcFd, f.version, f.what);
+    const staged = tmp;
+    tmp = null; // finishStaged releases the staged file on every path
+    const r = repo.finishStaged(staged, { digest: () => d.verity! });
     const sharesOstree = d.share?.outcome === "deduped" || d.share?.outcome === "shared";
-    if (r.outcome === "already-present" && tmp.method === "reflink" && !sharesOstree) {
+    if (r.outcome === "already-present" && staged.method === "reflink" && !sharesOstree) {
       // The same bytes at another path (or from another image): this file takes the
       // object's blocks, else each copy in containers-storage keeps blocks of its own.
       shareWithComposefsObject(repo, r.id, f.srcFd, f.what);
     }
-    return { id: r.id, size: d.size, method: tmp.method, outcome: r.outcome, share: d.share };
+    return { id: r.id, size: d.size, method: staged.method, outcome: r.outcome, share: d.share };
+  } catch (e) {
+    if (tmp) discardClone(tmp);
+    // The digest thread may still be reading the source: it stays open until it is done.
+    await Promise.resolve(f.digests).catch(() => {});
+    throw e;
   } finally {
     close(f.srcFd);
   }
@@ -551,30 +564,41 @@ export async function importCStorageImageToComposefs(
   const share = opts.shareWithOstree && probe?.supported
     ? { ...opts.shareWithOstree, stats: emptyDedupeStats() }
     : null;
-  for (const [index, layer] of chain.entries()) {
-    const diffId = diffIds[index];
-    const blobDigest = manifest.layers[index].digest;
-    const name = layerStreamName(diffId);
-    const existing = layerIds.get(diffId) ?? cfsRepo.streamObjectId(name);
-    if (existing !== null) {
-      layerIds.set(diffId, existing);
-      layers.push({ diffId, blobDigest, layerId: layer.id, streamId: existing, skipped: true });
-      continue;
+  // Each layer's stream is registered once a syncfs has put its objects on disk; that syncfs
+  // runs on a pool thread while the next layer is split (on ext4, a tenth of an import's time).
+  const registering: Promise<void>[] = [];
+  try {
+    for (const [index, layer] of chain.entries()) {
+      const diffId = diffIds[index];
+      const blobDigest = manifest.layers[index].digest;
+      const name = layerStreamName(diffId);
+      const existing = layerIds.get(diffId) ?? cfsRepo.streamObjectId(name);
+      if (existing !== null) {
+        layerIds.set(diffId, existing);
+        layers.push({ diffId, blobDigest, layerId: layer.id, streamId: existing, skipped: true });
+        continue;
+      }
+      const { id, stats } = await splitStoreLayer(
+        cfsRepo,
+        cstore,
+        layer,
+        diffId,
+        // Where the probe found no reflinks, every file is copied without trying FICLONE first.
+        { policy: opts.policy, copyOnly: probe?.supported === false },
+        digests!,
+        share,
+      );
+      const registered = cfsRepo.registerStreamInBackground(name, id);
+      registered.catch(() => {}); // awaited below, after the other layers
+      registering.push(registered);
+      layerIds.set(diffId, id);
+      layers.push({ diffId, blobDigest, layerId: layer.id, streamId: id, skipped: false, stats });
     }
-    const { id, stats } = await splitStoreLayer(
-      cfsRepo,
-      cstore,
-      layer,
-      diffId,
-      // Where the probe found no reflinks, every file is copied without trying FICLONE first.
-      { policy: opts.policy, copyOnly: probe?.supported === false },
-      digests!,
-      share,
-    );
-    cfsRepo.registerStream(name, id); // syncfs first: the objects are on disk before the name
-    layerIds.set(diffId, id);
-    layers.push({ diffId, blobDigest, layerId: layer.id, streamId: id, skipped: false, stats });
+  } finally {
+    // Nothing is linked once this returns or throws (the caller may close the repository).
+    await Promise.allSettled(registering);
   }
+  await Promise.all(registering);
 
   const streams = await writeImageStreams(
     cfsRepo,

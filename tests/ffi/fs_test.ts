@@ -35,6 +35,7 @@ import {
   statAt,
   symlinkAt,
   syncfs,
+  syncfsInBackground,
   unlinkAt,
   writeAll,
 } from "../../ffi/fs.ts";
@@ -83,7 +84,7 @@ Deno.test("O_NOFOLLOW refuses a symlink with ELOOP, and errno is not clobbered b
   }
 });
 
-fsTest("O_TMPFILE is invisible until linked, and linking never replaces", ["ext4"], (fs) => {
+fsTest("O_TMPFILE is invisible until linked, and linking never replaces", ["ext4"], async (fs) => {
   const dir = openDir(fs.mountpoint);
   try {
     const fd = openAt(dir, ".", O.TMPFILE | O.RDWR, 0o640);
@@ -102,10 +103,15 @@ fsTest("O_TMPFILE is invisible until linked, and linking never replaces", ["ext4
     renameAt(dir, "other", dir, "fresh", RENAME.NOREPLACE);
     assert.ok(existsAt(dir, "fresh") && !existsAt(dir, "other"));
     syncfs(dir);
-    return Promise.resolve();
+    await syncfsInBackground(dir);
   } finally {
     close(dir);
   }
+});
+
+Deno.test("syncfs on a pool thread names the failure it cannot read errno for", async () => {
+  const notOpen = 999_999; // above any open-file limit: EBADF, found by repeating the call here
+  await assert.rejects(() => syncfsInBackground(notOpen), { code: "EBADF", call: "syncfs" });
 });
 
 fsTest("directory listing keeps non-UTF-8 names as raw bytes and reports types", ["ext4"], (fs) => {

@@ -70,6 +70,8 @@ import {
   TOOLS,
 } from "../fixtures/cstorage/podman.ts";
 import { mostlyZeros, pseudoRandomBytes } from "../fixtures/oci/mod.ts";
+import { run, runOk } from "../harness/run.ts";
+import { FAULT_AT_ENV } from "../../lib/fault/fault_point.ts";
 
 const sha256hex = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const enc = new TextEncoder();
@@ -475,6 +477,58 @@ storeTest(
   },
 );
 
+/** Imports `name` from the store at `storeRoot` into the repository at `cfsDir`, as a process. */
+const IMPORT_SCRIPT = `
+import { CStorage } from "${new URL("../../lib/stores/cstorage/mod.ts", import.meta.url)}";
+import { ComposefsRepo } from "${new URL(
+  "../../lib/stores/composefs/repository.ts",
+  import.meta.url,
+)}";
+import { importCStorageImageToComposefs } from "${new URL(
+  "../../lib/pipeline/cstorage_to_composefs.ts",
+  import.meta.url,
+)}";
+const [storeRoot, cfsDir, name] = Deno.args;
+using cs = await CStorage.open(storeRoot);
+using cfs = await ComposefsRepo.open(cfsDir);
+await importCStorageImageToComposefs(cs, cfs, name, { policy: "reflink-or-copy" });
+`;
+
+storeTest(
+  "containers-storage → composefs: a registered layer stream survives a crash without writeback",
+  ["xfs", "ext4"],
+  [TOOLS.skopeo, { bin: "xfs_io", pkg: "xfsprogs" }],
+  async (fs, bins) => {
+    clearProbeCache();
+    const oci = `${fs.mountpoint}/oci`;
+    const img = await buildRunnableImage(oci, "v1", { withoutBusybox: true });
+    await using store = await tempStore(fs.mountpoint);
+    await skopeoToStore(bins.skopeo, store, oci, "v1", "localhost/src:v1");
+    const cfsDir = `${fs.mountpoint}/composefs`;
+    (await ComposefsRepo.create(cfsDir, { algorithm: "sha512" })).close();
+    const script = `${store.dir}/import.ts`;
+    await Deno.writeTextFile(script, IMPORT_SCRIPT);
+    await runOk(["sync", "-f", fs.mountpoint]); // the store is on disk; the import will not be
+    // Killed right after the first layer stream's symlink: the later layers' objects were never
+    // synced. Then a shutdown that flushes the log (names, links) but no file data: only the
+    // syncfs the symlink waited for keeps the objects that stream names.
+    const killed = await run(
+      [Deno.execPath(), "run", "-A", "--quiet", script, store.root, cfsDir, "localhost/src:v1"],
+      { env: { [FAULT_AT_ENV]: "composefs.stream-registered#1" } },
+    );
+    assert.equal(killed.signal, "SIGKILL", killed.stderr);
+    await runOk([bins.xfs_io, "-x", "-c", "shutdown -f", fs.mountpoint]);
+    await runOk(["umount", fs.mountpoint]);
+    await runOk(["mount", "-o", "loop", fs.image, fs.mountpoint]);
+    using after = await ComposefsRepo.open(cfsDir);
+    const layers = img.diffIds.map(layerStreamName).filter((n) => after.streamObjectId(n));
+    assert.equal(layers.length, 1, "one layer stream was registered before the kill");
+    const r = await fsckRepo(after, { deep: true });
+    assert.deepEqual(r.findings, []);
+    assert.equal(r.layersVerified, 1);
+  },
+);
+
 storeTest(
   "on ext4 reflink-required writes nothing and names the filesystem; reflink-or-copy copies",
   ["ext4"],
@@ -521,6 +575,29 @@ storeTest(
       noReflinks,
     );
     assert.deepEqual(treeState(cfs2Dir), before2);
+
+    // A copy is made while the file is hashed: a diff/ file one byte longer than its tar entry
+    // (layer 1) is named, its copy dropped, its layer not registered; layer 0 was complete.
+    {
+      const failDir = `${fs.mountpoint}/composefs-failed`;
+      using failed = await ComposefsRepo.create(failDir, { algorithm: "sha512" });
+      const victim = `${store.root}/overlay/${layerChainIds(img.diffIds)[1]}/diff/var/cache/new`;
+      const good = await Deno.readFile(victim);
+      await Deno.writeFile(victim, new Uint8Array([0]), { append: true });
+      await assert.rejects(
+        () => importCStorageImageToComposefs(cs, failed, name, { policy: "reflink-or-copy" }),
+        (e) =>
+          e instanceof LayerIntegrityError &&
+          /"var\/cache\/new" \(expected 70 bytes, found 71\)/.test(e.message),
+      );
+      assert.deepEqual(failed.listCategory("streams"), [layerStreamName(img.diffIds[0])]);
+      assert.deepEqual(
+        [...Deno.readDirSync(`${failDir}/objects`)].filter((e) => e.name.startsWith(".")),
+        [],
+      );
+      await Deno.writeFile(victim, good);
+    }
+
     const r2 = await importCStorageImageToComposefs(cs, cfs2, name, {
       policy: "reflink-or-copy",
     });

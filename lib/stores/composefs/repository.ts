@@ -43,6 +43,7 @@ import {
   statAt,
   symlinkAt,
   syncfs,
+  syncfsInBackground,
   unlinkAt,
   writeAll,
 } from "../../../ffi/fs.ts";
@@ -694,6 +695,37 @@ export class ComposefsRepo implements Disposable {
    * `streams/refs/<refName>` (composefs-rs `register_stream`).
    */
   registerStream(contentId: string, id: ObjectId, refName?: string): void {
+    this.#checkStreamObject(contentId, id);
+    this.sync();
+    this.#linkStream(contentId, id, refName);
+  }
+
+  /**
+   * {@linkcode registerStream} with its `syncfs` on a pool thread: the caller goes on writing
+   * (the next layer, say) while the disk catches up, and the stream is linked once what was
+   * written before this call is on disk. The repository must stay open until the promise
+   * settles; a rejection means the stream was not registered.
+   *
+   * @example
+   * ```ts ignore
+   * const registered = repo.registerStreamInBackground(layerStreamName(diffId), id);
+   * registered.catch(() => {}); // awaited later; meanwhile no unhandled rejection
+   * await splitNextLayer();
+   * await registered;
+   * ```
+   */
+  async registerStreamInBackground(
+    contentId: string,
+    id: ObjectId,
+    refName?: string,
+  ): Promise<void> {
+    this.#checkStreamObject(contentId, id);
+    await syncfsInBackground(this.#dirfd);
+    this.#checkOpen();
+    this.#linkStream(contentId, id, refName);
+  }
+
+  #checkStreamObject(contentId: string, id: ObjectId): void {
     this.#checkWritable();
     checkComponent(contentId, `${this.path}/streams`);
     this.checkObjectId(id, `${this.path}/streams/${contentId}`);
@@ -703,7 +735,10 @@ export class ComposefsRepo implements Disposable {
         `cannot register stream ${contentId}: object is missing`,
       );
     }
-    this.sync();
+  }
+
+  /** The symlink(s) of a stream whose objects are on disk. */
+  #linkStream(contentId: string, id: ObjectId, refName: string | undefined): void {
     faultPoint("composefs.stream-synced");
     this.symlink(`streams/${contentId}`, this.objectPath(id));
     faultPoint("composefs.stream-registered");

@@ -291,3 +291,24 @@ Deno.test("symlinks: relative targets exactly as composefs-rs writes them, atomi
     assert.throws(() => repo.registerStream("x/y", id), /invalid name component/);
   });
 });
+
+Deno.test("a stream registered in the background is linked once its syncfs returns", async () => {
+  await withRepo("sha256", async (repo, dir) => {
+    const id = repo.ensureObject(new TextEncoder().encode("layer stream"));
+    const registered = repo.registerStreamInBackground("bg", id, "bg-ref");
+    await registered;
+    assert.equal(repo.streamObjectId("bg"), id);
+    assert.equal(await Deno.readLink(`${dir}/repo/streams/refs/bg-ref`), "../bg");
+    // The checks of registerStream reject the promise; nothing is linked.
+    const missing = "cd".repeat(32);
+    await assert.rejects(
+      () => repo.registerStreamInBackground("gone", missing),
+      /cannot register stream gone: object is missing/,
+    );
+    await assert.rejects(
+      () => repo.registerStreamInBackground("x/y", id),
+      /invalid name component/,
+    );
+    assert.equal(repo.streamObjectId("gone"), null);
+  });
+});
