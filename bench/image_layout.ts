@@ -12,6 +12,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { type LayerDescriptor, writeImageManifest } from "../tests/fixtures/oci/image_builder.ts";
 import { TarBuilder } from "../tests/fixtures/oci/tar_builder.ts";
 import { fillContent, type ImagePlan } from "./fedora_like_image.ts";
 
@@ -35,17 +36,9 @@ const WRITE_BATCH = 4 << 20;
 /** A pax tar's timestamps: fixed, so layers are reproducible. */
 const MTIME = 1_735_689_600; // 2025-01-01T00:00:00Z
 
-const enc = new TextEncoder();
-
 function writeFully(f: Deno.FsFile, bytes: Uint8Array): void {
   let off = 0;
   while (off < bytes.length) off += f.writeSync(bytes.subarray(off));
-}
-
-async function writeBlob(dir: string, bytes: Uint8Array): Promise<string> {
-  const hex = createHash("sha256").update(bytes).digest("hex");
-  await Deno.writeFile(`${dir}/blobs/sha256/${hex}`, bytes);
-  return `sha256:${hex}`;
 }
 
 /**
@@ -72,7 +65,7 @@ export async function writeImageLayout(
   const uniqueSizes = new Map<string, number>();
   const diffIds: string[] = [];
   const layerTars: string[] = [];
-  const layerDescs: { mediaType: string; digest: string; size: number }[] = [];
+  const layerDescs: LayerDescriptor[] = [];
   let tarBytes = 0;
 
   for (const [index, layer] of plan.layers.entries()) {
@@ -153,51 +146,21 @@ export async function writeImageLayout(
     tarBytes += size;
   }
 
-  const config = {
-    created: "2025-06-01T10:00:00Z",
-    architecture: ({ x86_64: "amd64", aarch64: "arm64" } as Record<string, string>)[
-      Deno.build.arch
-    ] ?? Deno.build.arch,
-    os: "linux",
-    config: {
-      Env: ["PATH=/usr/bin:/bin"],
-      Cmd: ["/sbin/init"],
-      Labels: {
-        "containers.bootc": "1",
-        "ostree.bootable": "true",
-        "org.opencontainers.image.version": `42.bench.${plan.scale}`,
-      },
-    },
-    rootfs: { type: "layers", diff_ids: diffIds },
-    history: plan.layers.map((l) => ({ created_by: `unistore bench: ${l.name}` })),
-  };
-  const configBytes = enc.encode(JSON.stringify(config));
-  const configDigest = await writeBlob(dir, configBytes);
-  const manifestBytes = enc.encode(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    config: {
-      mediaType: "application/vnd.oci.image.config.v1+json",
-      digest: configDigest,
-      size: configBytes.length,
-    },
+  const version = `42.bench.${plan.scale}`;
+  const { manifestDigest, configDigest } = await writeImageManifest(dir, {
+    diffIds,
     layers: layerDescs,
-    annotations: { "org.opencontainers.image.version": `42.bench.${plan.scale}` },
-  }));
-  const manifestDigest = await writeBlob(dir, manifestBytes);
-  await Deno.writeTextFile(
-    `${dir}/index.json`,
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: "application/vnd.oci.image.index.v1+json",
-      manifests: [{
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        digest: manifestDigest,
-        size: manifestBytes.length,
-        annotations: { "org.opencontainers.image.ref.name": tag },
-      }],
-    }),
-  );
+    created: "2025-06-01T10:00:00Z",
+    cmd: ["/sbin/init"],
+    labels: {
+      "containers.bootc": "1",
+      "ostree.bootable": "true",
+      "org.opencontainers.image.version": version,
+    },
+    history: plan.layers.map((l) => `unistore bench: ${l.name}`),
+    annotations: { "org.opencontainers.image.version": version },
+    tag,
+  });
   return {
     dir,
     tag,

@@ -37,6 +37,7 @@ import {
 } from "../../oci/compression.ts";
 import { ComposefsNotFoundError, SplitstreamFormatError } from "./errors.ts";
 import type { ObjectId } from "./object_id.ts";
+import { ObjectRefTable } from "./object_ref_table.ts";
 import type { ComposefsRepo } from "./repository.ts";
 
 /** The 11 magic bytes. Changing them makes every splitstream unreadable. */
@@ -134,7 +135,7 @@ export class SplitStreamWriter {
   readonly #contentType: bigint;
   readonly #streamRefs = new Map<ObjectId, number>();
   readonly #namedRefs = new Map<string, number>();
-  readonly #objectRefs = new Map<ObjectId, number>();
+  readonly #objectRefs: ObjectRefTable;
   #inline = new Uint8Array(INLINE_INITIAL);
   #inlineLen = 0;
   readonly #stage = new Uint8Array(STAGE_SIZE);
@@ -154,6 +155,7 @@ export class SplitStreamWriter {
   ) {
     this.#repo = repo;
     this.#contentType = contentType;
+    this.#objectRefs = new ObjectRefTable(HASH_SIZES[repo.algorithm]);
     this.#flushThreshold = opts.inlineFlushThreshold ?? INLINE_FLUSH_THRESHOLD;
     this.#scratch = repo.scratchFile();
     this.#pump = zstdCompressPump(`${repo.path} (new splitstream)`);
@@ -201,12 +203,7 @@ export class SplitStreamWriter {
   /** Appends an external chunk: the whole content of an existing object of `size` bytes. */
   async writeReference(id: ObjectId, size: number): Promise<void> {
     await this.#flushInline();
-    let idx = this.#objectRefs.get(id);
-    if (idx === undefined) {
-      idx = this.#objectRefs.size;
-      this.#objectRefs.set(id, idx);
-    }
-    await this.#chunkHeader(idx);
+    await this.#chunkHeader(this.#objectRefs.indexOf(id));
     this.#total += size;
   }
 
@@ -270,7 +267,7 @@ export class SplitStreamWriter {
 
     const hashLen = HASH_SIZES[this.#repo.algorithm];
     const streamRefs = [...this.#streamRefs.keys()];
-    const objectRefs = [...this.#objectRefs.keys()];
+    const objectRefs = this.#objectRefs.digests();
     const enc = new TextEncoder();
     const named = [...this.#namedRefs.entries()]
       .map(([name, idx]) => ({ key: enc.encode(name), rec: enc.encode(`${idx}:${name}\0`) }))
@@ -280,7 +277,7 @@ export class SplitStreamWriter {
     const infoStart = SPLITSTREAM_HEADER_SIZE;
     const infoEnd = infoStart + SPLITSTREAM_INFO_SIZE;
     const streamRefsEnd = infoEnd + streamRefs.length * hashLen;
-    const objectRefsEnd = streamRefsEnd + objectRefs.length * hashLen;
+    const objectRefsEnd = streamRefsEnd + objectRefs.length;
     const namedEnd = objectRefsEnd + namedSection.length;
     const streamEnd = namedEnd + this.#scratchLen;
 
@@ -299,10 +296,11 @@ export class SplitStreamWriter {
     v.setBigUint64(infoStart + 64, this.#contentType, true);
     v.setBigUint64(infoStart + 72, BigInt(this.#total), true);
     let off = infoEnd;
-    for (const id of [...streamRefs, ...objectRefs]) {
+    for (const id of streamRefs) {
       prefix.set(hexBytes(id), off);
       off += hashLen;
     }
+    prefix.set(objectRefs, streamRefsEnd);
     prefix.set(namedSection, objectRefsEnd);
 
     const w = this.#repo.createObjectWriter();
