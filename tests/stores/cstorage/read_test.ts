@@ -7,6 +7,7 @@ import { close, read } from "../../../ffi/fs.ts";
 import { runOk } from "../../harness/run.ts";
 import { toolTest } from "../../harness/tools.ts";
 import { buildRunnableImage, WHITED_OUT_DIR } from "../../fixtures/cstorage/images.ts";
+import { buildOciImage, TarBuilder } from "../../fixtures/oci/mod.ts";
 import {
   skopeoFromStore,
   skopeoToStore,
@@ -200,3 +201,31 @@ toolTest("a store written by skopeo reads back exactly", [TOOLS.skopeo], async (
     /file integrity checksum failed/,
   );
 }, { root: true });
+
+toolTest(
+  "a layer whose tar-split takes many reads is rebuilt byte for byte",
+  [TOOLS.skopeo],
+  async (bins) => {
+    await using store = await tempStore();
+    const oci = `${store.dir}/oci`;
+    // 6,000 files: a tar-split of several hundred KiB gzipped, read in many pieces.
+    const t = new TarBuilder();
+    t.dir("many");
+    for (let i = 0; i < 6000; i++) {
+      t.file(`many/file-${i.toString(36)}-${(i * 7919).toString(16)}`, `content ${i}\n`);
+    }
+    const tar = t.build();
+    const img = await buildOciImage(oci, { layers: [{ tar, compression: "gzip" }], tag: "many" });
+    await skopeoToStore(bins.skopeo, store, oci, "many", "localhost/many:v1");
+    using cs = await CStorage.open(store.root, { runroot: store.runroot });
+    const [layerId] = layerChainIds(img.diffIds);
+    const tarSplit = await Deno.stat(`${store.root}/overlay-layers/${layerId}.tar-split.gz`);
+    assert.ok(tarSplit.size > 4 * 65536, `tar-split is only ${tarSplit.size} bytes`);
+    const parts: Uint8Array[] = [];
+    const r = await writeLayerTarFromStore(cs, img.diffIds[0], {
+      write: (c) => parts.push(c.slice()),
+    });
+    assert.equal(r.digest, img.diffIds[0]);
+    assert.deepEqual(concat(parts), tar);
+  },
+);
