@@ -391,9 +391,12 @@ export function fsync(fd: number): void {
   check(libc.fsync(fd), "fsync", `fd ${fd}`);
 }
 
-/** syncfs(2): flushes the whole filesystem `fd` lives on; one call per batch of writes. */
-export function syncfs(fd: number): void {
-  check(libc.syncfs(fd), "syncfs", `fd ${fd}`);
+/**
+ * syncfs(2): flushes the whole filesystem `fd` lives on; one call per batch of writes. `what`
+ * names the file or store in errors.
+ */
+export function syncfs(fd: number, what = `fd ${fd}`): void {
+  check(libc.syncfs(fd), "syncfs", what);
 }
 
 /**
@@ -409,10 +412,10 @@ export function syncfs(fd: number): void {
  * await synced;
  * ```
  */
-export async function syncfsInBackground(fd: number): Promise<void> {
+export async function syncfsInBackground(fd: number, what = `fd ${fd}`): Promise<void> {
   if (await libc.syncfs_nb(fd) === 0) return;
-  syncfs(fd);
-  throw new SysError("syncfs", Errno.EIO, `fd ${fd}`);
+  syncfs(fd, what);
+  throw new SysError("syncfs", Errno.EIO, what);
 }
 
 /** d_type values of a directory entry. */

@@ -111,7 +111,11 @@ fsTest("O_TMPFILE is invisible until linked, and linking never replaces", ["ext4
 
 Deno.test("syncfs on a pool thread names the failure it cannot read errno for", async () => {
   const notOpen = 999_999; // above any open-file limit: EBADF, found by repeating the call here
-  await assert.rejects(() => syncfsInBackground(notOpen), { code: "EBADF", call: "syncfs" });
+  await assert.rejects(() => syncfsInBackground(notOpen, "/no/such/fs"), {
+    code: "EBADF",
+    call: "syncfs",
+    path: "/no/such/fs",
+  });
 });
 
 fsTest("directory listing keeps non-UTF-8 names as raw bytes and reports types", ["ext4"], (fs) => {

@@ -643,7 +643,7 @@ export class ComposefsRepo implements Disposable {
   /** syncfs on the repository's filesystem. */
   sync(): void {
     this.#checkOpen();
-    syncfs(this.#dirfd);
+    syncfs(this.#dirfd, this.path);
   }
 
   // ---- streams, images and refs -------------------------------------------------------------
@@ -720,7 +720,7 @@ export class ComposefsRepo implements Disposable {
     refName?: string,
   ): Promise<void> {
     this.#checkStreamObject(contentId, id);
-    await syncfsInBackground(this.#dirfd);
+    await syncfsInBackground(this.#dirfd, this.path);
     this.#checkOpen();
     this.#linkStream(contentId, id, refName);
   }

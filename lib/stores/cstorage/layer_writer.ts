@@ -263,7 +263,7 @@ async function buildLayer(
     if (found !== input.diffId) throw new DiffIdMismatchError(where, input.diffId, found);
     fsync(tsFd);
     // One syncfs makes every diff file durable before the record says the layer is complete.
-    syncfs(root.fd);
+    syncfs(root.fd, root.path);
     // Replaces a stale file of a crashed attempt, if any.
     publishTempFile(tmp, layersDirFd, `${id}${TAR_SPLIT_SUFFIX}`);
     faultPoint("cstorage.layer-diff-written");

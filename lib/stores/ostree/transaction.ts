@@ -478,7 +478,7 @@ export class RepoTransaction {
     this.#done = true;
     const fsyncOn = this.repo.config.fsync;
     try {
-      if (fsyncOn) syncfs(this.#stagingFd);
+      if (fsyncOn) syncfs(this.#stagingFd, this.repo.path);
       // Commit objects go last, after everything they reference is durable in objects/:
       // ostree fsck checks every commit object, referenced or not, so a crash must never leave
       // a commit whose tree is still in a staging dir (which ostree deletes on the next boot).
