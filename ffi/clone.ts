@@ -8,7 +8,7 @@
  */
 
 import { Errno, SysError } from "./errno.ts";
-import { check, lastErrno, libc } from "./libc.ts";
+import { check, errno, libc } from "./libc.ts";
 
 // ioctl numbers encode the argument size and direction; a wrong value makes the
 // kernel reject the call with ENOTTY or, worse, read the wrong struct.
@@ -26,7 +26,7 @@ const FIDEDUPERANGE = 0xc0189436n;
  * ```
  */
 export function ficlone(dstFd: number, srcFd: number, what?: string): void {
-  check(libc.ioctl_int(dstFd, FICLONE, BigInt(srcFd)), "ioctl(FICLONE)", what);
+  check(libc.ioctl_int(dstFd, FICLONE, BigInt(srcFd)), errno[0], "ioctl(FICLONE)", what);
 }
 
 /** Shares `length` bytes (0 = to end of file) of `srcFd` at `srcOffset` into `dstFd` at `dstOffset`. */
@@ -45,7 +45,7 @@ export function ficloneRange(
     BigInt(length),
     BigInt(dstOffset),
   ]);
-  check(libc.ioctl_ptr(dstFd, FICLONERANGE, arg), "ioctl(FICLONERANGE)", what);
+  check(libc.ioctl_ptr(dstFd, FICLONERANGE, arg), errno[0], "ioctl(FICLONERANGE)", what);
 }
 
 /** The kernel's verdict for one destination of a dedupe call. */
@@ -81,7 +81,7 @@ export function fidedupeRange(
   v.setUint16(16, 1, true);
   v.setBigInt64(24, BigInt(dstFd), true);
   v.setBigUint64(32, BigInt(dstOffset), true);
-  check(libc.ioctl_ptr(srcFd, FIDEDUPERANGE, buf), "ioctl(FIDEDUPERANGE)", what);
+  check(libc.ioctl_ptr(srcFd, FIDEDUPERANGE, buf), errno[0], "ioctl(FIDEDUPERANGE)", what);
   const status = v.getInt32(48, true);
   if (status < 0) throw new SysError("ioctl(FIDEDUPERANGE)", -status, what);
   if (status !== DEDUPE_SAME && status !== DEDUPE_DIFFERS) {
@@ -100,8 +100,10 @@ export function fidedupeRange(
  */
 export function copyFileRange(srcFd: number, dstFd: number, length: number, what?: string): number {
   for (;;) {
-    const n = Number(libc.copy_file_range(srcFd, null, dstFd, null, BigInt(length), 0));
+    const rc = libc.copy_file_range(srcFd, null, dstFd, null, BigInt(length), 0);
+    const err = errno[0];
+    const n = Number(rc);
     if (n >= 0) return n;
-    if (lastErrno() !== Errno.EINTR) throw new SysError("copy_file_range", lastErrno(), what);
+    if (err !== Errno.EINTR) throw new SysError("copy_file_range", err, what);
   }
 }

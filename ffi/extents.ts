@@ -6,7 +6,7 @@
  * @module
  */
 
-import { check, libc } from "./libc.ts";
+import { check, errno, libc } from "./libc.ts";
 
 const FS_IOC_FIEMAP = 0xc020660bn;
 /** Flush dirty data first, so delayed allocations show as real extents. */
@@ -55,7 +55,7 @@ export function fiemap(fd: number, what?: string): Extent[] {
     v.setBigUint64(8, 0xffffffffffffffffn - start, true);
     v.setUint32(16, FIEMAP_FLAG_SYNC, true);
     v.setUint32(24, EXTENTS_PER_CALL, true);
-    check(libc.ioctl_ptr(fd, FS_IOC_FIEMAP, buf), "ioctl(FS_IOC_FIEMAP)", what);
+    check(libc.ioctl_ptr(fd, FS_IOC_FIEMAP, buf), errno[0], "ioctl(FS_IOC_FIEMAP)", what);
     const mapped = v.getUint32(20, true);
     if (mapped === 0) return out;
     let last = false;

@@ -16,7 +16,7 @@ import {
   cstr,
   cstrTemp,
   displayPath,
-  lastErrno,
+  errno,
   libc,
   type PathLike,
 } from "./libc.ts";
@@ -70,7 +70,12 @@ export const S = {
 
 /** Opens `path` relative to `dirfd`; `O_CLOEXEC` is always added. Returns the new fd. */
 export function openAt(dirfd: number, path: PathLike, flags: number, mode = 0o644): number {
-  return check(libc.openat(dirfd, cstrTemp(path, 0), flags | O.CLOEXEC, mode), "openat", path);
+  return check(
+    libc.openat(dirfd, cstrTemp(path, 0), flags | O.CLOEXEC, mode),
+    errno[0],
+    "openat",
+    path,
+  );
 }
 
 /** Opens a directory below `dirfd` without following a final symlink. */
@@ -85,7 +90,7 @@ export function openDir(path: string): number {
 
 /** Closes `fd`. */
 export function close(fd: number): void {
-  check(libc.close(fd), "close", `fd ${fd}`);
+  check(libc.close(fd), errno[0], "close", `fd ${fd}`);
 }
 
 /** Closes `fd`, ignoring errors: for cleanup paths that already carry an error. */
@@ -95,24 +100,28 @@ export function closeQuietly(fd: number): void {
 
 /** Duplicates `fd` (the copy has its own close-on-exec flag cleared, as dup(2) does). */
 export function dup(fd: number): number {
-  return check(libc.dup(fd), "dup", `fd ${fd}`);
+  return check(libc.dup(fd), errno[0], "dup", `fd ${fd}`);
 }
 
 /** Reads up to `buf.length` bytes at the file position; 0 at end of file. */
 export function read(fd: number, buf: Uint8Array<ArrayBuffer>): number {
   for (;;) {
-    const n = Number(libc.read(fd, buf, BigInt(buf.length)));
+    const rc = libc.read(fd, buf, BigInt(buf.length));
+    const err = errno[0];
+    const n = Number(rc);
     if (n >= 0) return n;
-    if (lastErrno() !== Errno.EINTR) throw new SysError("read", lastErrno(), `fd ${fd}`);
+    if (err !== Errno.EINTR) throw new SysError("read", err, `fd ${fd}`);
   }
 }
 
 /** Reads up to `buf.length` bytes at `offset`; 0 at end of file. */
 export function pread(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
   for (;;) {
-    const n = Number(libc.pread(fd, buf, BigInt(buf.length), BigInt(offset)));
+    const rc = libc.pread(fd, buf, BigInt(buf.length), BigInt(offset));
+    const err = errno[0];
+    const n = Number(rc);
     if (n >= 0) return n;
-    if (lastErrno() !== Errno.EINTR) throw new SysError("pread", lastErrno(), `fd ${fd}`);
+    if (err !== Errno.EINTR) throw new SysError("pread", err, `fd ${fd}`);
   }
 }
 
@@ -124,10 +133,12 @@ export function writeAll(fd: number, buf: Uint8Array<ArrayBuffer>, what?: string
   let off = 0;
   while (off < buf.length) {
     const part = off === 0 ? buf : buf.subarray(off);
-    const n = Number(libc.write(fd, part, BigInt(part.length)));
+    const rc = libc.write(fd, part, BigInt(part.length));
+    const err = errno[0];
+    const n = Number(rc);
     if (n < 0) {
-      if (lastErrno() === Errno.EINTR) continue;
-      throw new SysError("write", lastErrno(), what ?? `fd ${fd}`);
+      if (err === Errno.EINTR) continue;
+      throw new SysError("write", err, what ?? `fd ${fd}`);
     }
     off += n;
   }
@@ -143,10 +154,12 @@ export function pwriteAll(
   let off = 0;
   while (off < buf.length) {
     const part = off === 0 ? buf : buf.subarray(off);
-    const n = Number(libc.pwrite(fd, part, BigInt(part.length), BigInt(offset + off)));
+    const rc = libc.pwrite(fd, part, BigInt(part.length), BigInt(offset + off));
+    const err = errno[0];
+    const n = Number(rc);
     if (n < 0) {
-      if (lastErrno() === Errno.EINTR) continue;
-      throw new SysError("pwrite", lastErrno(), what ?? `fd ${fd}`);
+      if (err === Errno.EINTR) continue;
+      throw new SysError("pwrite", err, what ?? `fd ${fd}`);
     }
     off += n;
   }
@@ -157,12 +170,12 @@ export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 
 /** Moves the file position; returns the new offset. */
 export function lseek(fd: number, offset: number, whence: number): number {
-  return checkBig(libc.lseek(fd, BigInt(offset), whence), "lseek", `fd ${fd}`);
+  return checkBig(libc.lseek(fd, BigInt(offset), whence), errno[0], "lseek", `fd ${fd}`);
 }
 
 /** Sets the file length. */
 export function ftruncate(fd: number, length: number): void {
-  check(libc.ftruncate(fd, BigInt(length)), "ftruncate", `fd ${fd}`);
+  check(libc.ftruncate(fd, BigInt(length)), errno[0], "ftruncate", `fd ${fd}`);
 }
 
 /** A timestamp as the kernel keeps it. */
@@ -194,7 +207,12 @@ const STATX_BASIC_STATS = 0x7ff;
 
 /** statx(2) of `path` below `dirfd`; pass `AT.SYMLINK_NOFOLLOW` to stat a link itself. */
 export function statAt(dirfd: number, path: PathLike, flags: number = AT.SYMLINK_NOFOLLOW): Stat {
-  check(libc.statx(dirfd, cstrTemp(path, 0), flags, STATX_BASIC_STATS, statxBuf), "statx", path);
+  check(
+    libc.statx(dirfd, cstrTemp(path, 0), flags, STATX_BASIC_STATS, statxBuf),
+    errno[0],
+    "statx",
+    path,
+  );
   return parseStatx(statxView);
 }
 
@@ -208,6 +226,7 @@ const EMPTY_PATH = new Uint8Array(1);
 export function fstat(fd: number): Stat {
   check(
     libc.statx(fd, EMPTY_PATH, AT.EMPTY_PATH, STATX_BASIC_STATS, statxBuf),
+    errno[0],
     "statx",
     `fd ${fd}`,
   );
@@ -251,6 +270,7 @@ export function linkAt(
 ): void {
   check(
     libc.linkat(olddirfd, cstrTemp(oldpath, 0), newdirfd, cstrTemp(newpath, 1), flags),
+    errno[0],
     "linkat",
     `${displayPath(oldpath)} -> ${displayPath(newpath)}`,
   );
@@ -263,13 +283,15 @@ export function linkAt(
  * then the `/proc/self/fd/N` form, which needs no capability.
  */
 export function linkTmpfile(fd: number, dirfd: number, name: PathLike): void {
-  if (libc.linkat(fd, cstr(""), dirfd, cstr(name), AT.EMPTY_PATH) === 0) return;
-  const err = lastErrno();
+  const rc = libc.linkat(fd, cstr(""), dirfd, cstr(name), AT.EMPTY_PATH);
+  const err = errno[0];
+  if (rc === 0) return;
   if (err !== Errno.EPERM && err !== Errno.ENOENT) {
     throw new SysError("linkat", err, displayPath(name));
   }
   check(
     libc.linkat(AT.FDCWD, cstr(`/proc/self/fd/${fd}`), dirfd, cstr(name), AT.SYMLINK_FOLLOW),
+    errno[0],
     "linkat",
     name,
   );
@@ -285,6 +307,7 @@ export function renameAt(
 ): void {
   check(
     libc.renameat2(olddirfd, cstrTemp(oldpath, 0), newdirfd, cstrTemp(newpath, 1), flags),
+    errno[0],
     "renameat2",
     `${displayPath(oldpath)} -> ${displayPath(newpath)}`,
   );
@@ -292,26 +315,26 @@ export function renameAt(
 
 /** unlinkat(2); pass `AT.REMOVEDIR` for a directory. */
 export function unlinkAt(dirfd: number, path: PathLike, flags = 0): void {
-  check(libc.unlinkat(dirfd, cstrTemp(path, 0), flags), "unlinkat", path);
+  check(libc.unlinkat(dirfd, cstrTemp(path, 0), flags), errno[0], "unlinkat", path);
 }
 
 /** mkdirat(2). */
 export function mkdirAt(dirfd: number, path: PathLike, mode = 0o755): void {
-  check(libc.mkdirat(dirfd, cstrTemp(path, 0), mode), "mkdirat", path);
+  check(libc.mkdirat(dirfd, cstrTemp(path, 0), mode), errno[0], "mkdirat", path);
 }
 
 /** mkdirat(2) that treats an existing directory as success. */
 export function ensureDirAt(dirfd: number, path: PathLike, mode = 0o755): void {
   const rc = libc.mkdirat(dirfd, cstr(path), mode);
+  const err = errno[0];
   if (rc === 0) return;
-  const err = lastErrno();
   if (err === Errno.EEXIST && isType(statAt(dirfd, path).mode, S.IFDIR)) return;
   throw new SysError("mkdirat", err, displayPath(path));
 }
 
 /** symlinkat(2): creates `path` below `dirfd` pointing at `target`. */
 export function symlinkAt(target: PathLike, dirfd: number, path: PathLike): void {
-  check(libc.symlinkat(cstrTemp(target, 0), dirfd, cstrTemp(path, 1)), "symlinkat", path);
+  check(libc.symlinkat(cstrTemp(target, 0), dirfd, cstrTemp(path, 1)), errno[0], "symlinkat", path);
 }
 
 /** readlinkat(2), returning the raw target bytes. */
@@ -319,7 +342,12 @@ export function readlinkAtBytes(dirfd: number, path: PathLike): Uint8Array {
   let size = 256;
   for (;;) {
     const buf = new Uint8Array(size);
-    const n = checkBig(libc.readlinkat(dirfd, cstr(path), buf, BigInt(size)), "readlinkat", path);
+    const n = checkBig(
+      libc.readlinkat(dirfd, cstr(path), buf, BigInt(size)),
+      errno[0],
+      "readlinkat",
+      path,
+    );
     if (n < size) return buf.slice(0, n);
     size *= 4;
   }
@@ -339,27 +367,32 @@ export function makedev(major: number, minor: number): bigint {
 
 /** mknodat(2): device nodes, fifos and sockets; `mode` includes the file type. */
 export function mknodAt(dirfd: number, path: PathLike, mode: number, major = 0, minor = 0): void {
-  check(libc.mknodat(dirfd, cstr(path), mode, makedev(major, minor)), "mknodat", path);
+  check(libc.mknodat(dirfd, cstr(path), mode, makedev(major, minor)), errno[0], "mknodat", path);
 }
 
 /** fchown(2). */
 export function fchown(fd: number, uid: number, gid: number): void {
-  check(libc.fchown(fd, uid, gid), "fchown", `fd ${fd}`);
+  check(libc.fchown(fd, uid, gid), errno[0], "fchown", `fd ${fd}`);
 }
 
 /** fchownat(2) with `AT_SYMLINK_NOFOLLOW`: the owner of a symlink itself. */
 export function lchownAt(dirfd: number, path: PathLike, uid: number, gid: number): void {
-  check(libc.fchownat(dirfd, cstr(path), uid, gid, AT.SYMLINK_NOFOLLOW), "fchownat", path);
+  check(
+    libc.fchownat(dirfd, cstr(path), uid, gid, AT.SYMLINK_NOFOLLOW),
+    errno[0],
+    "fchownat",
+    path,
+  );
 }
 
 /** fchmod(2); `mode` may include setuid, setgid and sticky bits. */
 export function fchmod(fd: number, mode: number): void {
-  check(libc.fchmod(fd, mode & 0o7777), "fchmod", `fd ${fd}`);
+  check(libc.fchmod(fd, mode & 0o7777), errno[0], "fchmod", `fd ${fd}`);
 }
 
 /** fchmodat(2) (follows symlinks: symlinks have no mode of their own on Linux). */
 export function fchmodAt(dirfd: number, path: PathLike, mode: number): void {
-  check(libc.fchmodat(dirfd, cstr(path), mode & 0o7777, 0), "fchmodat", path);
+  check(libc.fchmodat(dirfd, cstr(path), mode & 0o7777, 0), errno[0], "fchmodat", path);
 }
 
 const times = new BigInt64Array(4);
@@ -374,13 +407,14 @@ function timesBuffer(atime: Timespec, mtime: Timespec): BigInt64Array<ArrayBuffe
 
 /** futimens(2): sets access and modification times. */
 export function futimens(fd: number, atime: Timespec, mtime: Timespec): void {
-  check(libc.futimens(fd, timesBuffer(atime, mtime)), "futimens", `fd ${fd}`);
+  check(libc.futimens(fd, timesBuffer(atime, mtime)), errno[0], "futimens", `fd ${fd}`);
 }
 
 /** utimensat(2) with `AT_SYMLINK_NOFOLLOW`, so a symlink's own times are set. */
 export function lutimensAt(dirfd: number, path: PathLike, atime: Timespec, mtime: Timespec): void {
   check(
     libc.utimensat(dirfd, cstr(path), timesBuffer(atime, mtime), AT.SYMLINK_NOFOLLOW),
+    errno[0],
     "utimensat",
     path,
   );
@@ -388,7 +422,7 @@ export function lutimensAt(dirfd: number, path: PathLike, atime: Timespec, mtime
 
 /** fsync(2). */
 export function fsync(fd: number): void {
-  check(libc.fsync(fd), "fsync", `fd ${fd}`);
+  check(libc.fsync(fd), errno[0], "fsync", `fd ${fd}`);
 }
 
 /**
@@ -396,7 +430,7 @@ export function fsync(fd: number): void {
  * names the file or store in errors.
  */
 export function syncfs(fd: number, what = `fd ${fd}`): void {
-  check(libc.syncfs(fd), "syncfs", what);
+  check(libc.syncfs(fd), errno[0], "syncfs", what);
 }
 
 /**
@@ -449,8 +483,8 @@ const nameDecoder = new TextDecoder("utf-8", { fatal: false });
 export function readDir(dirfd: number): DirEntry[] {
   const fd = dup(dirfd);
   const dir = libc.fdopendir(fd);
+  const err = errno[0];
   if (dir === null) {
-    const err = lastErrno();
     libc.close(fd);
     throw new SysError("fdopendir", err, `fd ${dirfd}`);
   }

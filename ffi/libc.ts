@@ -1,9 +1,14 @@
 /**
  * The one place that opens libc.
  *
- * Every other module in `ffi/` calls through {@linkcode libc} and reads errno
- * with {@linkcode lastErrno} immediately after a failing call: any Deno op in
- * between may clobber it (see specs/deno-platform.md §2.3).
+ * Every other module in `ffi/` calls through {@linkcode libc} and reads
+ * {@linkcode errno} in the very expression after the call, before any other
+ * call or allocation: `check(libc.close(fd), errno[0], "close", what)`. Any
+ * Deno op in between may clobber it (see specs/deno-platform.md §2.3), and so
+ * may entering a function: V8 handles interrupts there (GC steps, code
+ * installation), whose Rust locks wait on a futex through syscall(2), which
+ * sets errno (EAGAIN). A `linkat` that failed with EEXIST was once reported
+ * as EAGAIN that way, failing an import.
  *
  * @module
  */
@@ -79,19 +84,14 @@ const lib = Deno.dlopen("libc.so.6", SYMBOLS);
 /** The bound libc symbols. Only `ffi/` modules use this. */
 export const libc = lib.symbols;
 
-const errnoCell = new Int32Array(
+/**
+ * errno of this thread (each Worker loads this module, and so gets its own): `errno[0]` is the
+ * value. Read it as the next expression after the call whose failure it explains (see the
+ * module doc); set it to 0 before a call that can fail without setting it.
+ */
+export const errno = new Int32Array(
   Deno.UnsafePointerView.getArrayBuffer(libc.__errno_location()!, 4),
 );
-
-/** errno of the main thread, as the last failing libc call left it. */
-export function lastErrno(): number {
-  return errnoCell[0];
-}
-
-/** Sets errno, so a call that fails without setting it is not blamed on an old value. */
-export function clearErrno(): void {
-  errnoCell[0] = 0;
-}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: false });
@@ -149,19 +149,22 @@ export function displayPath(path: PathLike): string {
   return typeof path === "string" ? path : decoder.decode(path);
 }
 
-/** Throws a {@linkcode SysError} for `call` when `rc` is negative; returns `rc` otherwise. */
-export function check(rc: number, call: string, path?: PathLike): number {
+/**
+ * Throws a {@linkcode SysError} for `call` when `rc` is negative, with `err` (errno as read
+ * right after the call: `check(libc.x(…), errno[0], "x", path)`); returns `rc` otherwise.
+ */
+export function check(rc: number, err: number, call: string, path?: PathLike): number {
   if (rc < 0) {
-    throw new SysError(call, lastErrno(), path === undefined ? undefined : displayPath(path));
+    throw new SysError(call, err, path === undefined ? undefined : displayPath(path));
   }
   return rc;
 }
 
 /** {@linkcode check} for calls with a 64-bit result (`ssize_t`, `off_t`). */
-export function checkBig(rc: bigint | number, call: string, path?: PathLike): number {
+export function checkBig(rc: bigint | number, err: number, call: string, path?: PathLike): number {
   const n = Number(rc);
   if (n < 0) {
-    throw new SysError(call, lastErrno(), path === undefined ? undefined : displayPath(path));
+    throw new SysError(call, err, path === undefined ? undefined : displayPath(path));
   }
   return n;
 }

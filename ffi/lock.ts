@@ -12,7 +12,7 @@
  */
 
 import { Errno, SysError } from "./errno.ts";
-import { lastErrno, libc } from "./libc.ts";
+import { errno, libc } from "./libc.ts";
 
 const F_OFD_GETLK = 36;
 const F_OFD_SETLK = 37;
@@ -42,8 +42,8 @@ function lockType(kind: LockKind): number {
  */
 export function ofdTryLock(fd: number, kind: LockKind, what?: string): boolean {
   const rc = libc.fcntl_ptr(fd, F_OFD_SETLK, flockStruct(lockType(kind)));
+  const err = errno[0];
   if (rc === 0) return true;
-  const err = lastErrno();
   if (err === Errno.EAGAIN || err === Errno.EACCES) return false;
   throw new SysError(`fcntl(F_OFD_SETLK, ${kind})`, err, what);
 }
@@ -65,17 +65,17 @@ export async function ofdLock(fd: number, kind: LockKind, what?: string): Promis
 
 /** Releases an OFD lock held through `fd`. */
 export function ofdUnlock(fd: number, what?: string): void {
-  if (libc.fcntl_ptr(fd, F_OFD_SETLK, flockStruct(F_UNLCK)) < 0) {
-    throw new SysError("fcntl(F_OFD_SETLK, unlock)", lastErrno(), what);
-  }
+  const rc = libc.fcntl_ptr(fd, F_OFD_SETLK, flockStruct(F_UNLCK));
+  const err = errno[0];
+  if (rc < 0) throw new SysError("fcntl(F_OFD_SETLK, unlock)", err, what);
 }
 
 /** Who holds a conflicting lock: `null` when `kind` could be taken now. */
 export function ofdConflict(fd: number, kind: LockKind, what?: string): { pid: number } | null {
   const buf = flockStruct(lockType(kind));
-  if (libc.fcntl_ptr(fd, F_OFD_GETLK, buf) < 0) {
-    throw new SysError("fcntl(F_OFD_GETLK)", lastErrno(), what);
-  }
+  const rc = libc.fcntl_ptr(fd, F_OFD_GETLK, buf);
+  const err = errno[0];
+  if (rc < 0) throw new SysError("fcntl(F_OFD_GETLK)", err, what);
   const v = new DataView(buf.buffer);
   if (v.getInt16(0, true) === F_UNLCK) return null;
   return { pid: v.getInt32(24, true) };
@@ -89,8 +89,8 @@ const LOCK_UN = 8;
 /** Tries to take a flock without waiting; false when another holder conflicts. */
 export function flockTry(fd: number, kind: LockKind, what?: string): boolean {
   const rc = libc.flock(fd, (kind === "read" ? LOCK_SH : LOCK_EX) | LOCK_NB);
+  const err = errno[0];
   if (rc === 0) return true;
-  const err = lastErrno();
   if (err === Errno.EAGAIN) return false;
   throw new SysError(`flock(${kind})`, err, what);
 }
@@ -107,5 +107,7 @@ export async function flockWait(fd: number, kind: LockKind, what?: string): Prom
 
 /** Releases a flock. */
 export function flockRelease(fd: number, what?: string): void {
-  if (libc.flock(fd, LOCK_UN) < 0) throw new SysError("flock(unlock)", lastErrno(), what);
+  const rc = libc.flock(fd, LOCK_UN);
+  const err = errno[0];
+  if (rc < 0) throw new SysError("flock(unlock)", err, what);
 }

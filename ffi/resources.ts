@@ -11,7 +11,7 @@
  * @module
  */
 
-import { check, libc } from "./libc.ts";
+import { check, errno, libc } from "./libc.ts";
 
 /**
  * Returns free heap pages to the kernel (glibc `malloc_trim(0)`); a no-op where the C library
@@ -44,7 +44,7 @@ const RLIMIT_NOFILE = 7;
  */
 export function openFileLimit(): number {
   const buf = new Uint8Array(16); // struct rlimit { rlim_t cur, max }
-  check(libc.getrlimit(RLIMIT_NOFILE, buf), "getrlimit(RLIMIT_NOFILE)");
+  check(libc.getrlimit(RLIMIT_NOFILE, buf), errno[0], "getrlimit(RLIMIT_NOFILE)");
   const cur = new DataView(buf.buffer).getBigUint64(0, true);
   return cur > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(cur);
 }

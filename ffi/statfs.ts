@@ -4,7 +4,7 @@
  * @module
  */
 
-import { check, libc } from "./libc.ts";
+import { check, errno, libc } from "./libc.ts";
 
 /** f_type magic numbers of the filesystems unistore meets. */
 export const FS_MAGIC = {
@@ -33,7 +33,7 @@ export interface FsStat {
 export function fstatfs(fd: number): FsStat {
   // struct statfs, 120 bytes, all fields 8 bytes wide on 64-bit Linux.
   const buf = new BigInt64Array(15);
-  check(libc.fstatfs(fd, buf), "fstatfs", `fd ${fd}`);
+  check(libc.fstatfs(fd, buf), errno[0], "fstatfs", `fd ${fd}`);
   const type = Number(BigInt.asUintN(32, buf[0]));
   const bsize = Number(buf[1]);
   const name = Object.entries(FS_MAGIC).find(([, m]) => m === type)?.[0];

@@ -8,7 +8,7 @@
  */
 
 import { Errno, SysError } from "./errno.ts";
-import { check, lastErrno, libc } from "./libc.ts";
+import { check, errno, libc } from "./libc.ts";
 
 const FS_IOC_ENABLE_VERITY = 0x40806685n;
 const FS_IOC_MEASURE_VERITY = 0xc0046686n;
@@ -24,7 +24,12 @@ export function enableVerity(fd: number, alg: keyof typeof VERITY_ALG, what?: st
   v.setUint32(0, 1, true); // version
   v.setUint32(4, VERITY_ALG[alg], true);
   v.setUint32(8, 4096, true); // block size: composefs accepts only 4096
-  check(libc.ioctl_ptr(fd, FS_IOC_ENABLE_VERITY, buf), "ioctl(FS_IOC_ENABLE_VERITY)", what);
+  check(
+    libc.ioctl_ptr(fd, FS_IOC_ENABLE_VERITY, buf),
+    errno[0],
+    "ioctl(FS_IOC_ENABLE_VERITY)",
+    what,
+  );
 }
 
 /** The kernel's fs-verity digest of a file, or `null` when verity is not enabled on it. */
@@ -33,8 +38,8 @@ export function measureVerity(fd: number, what?: string): Uint8Array | null {
   const v = new DataView(buf.buffer);
   v.setUint16(2, 64, true);
   const rc = libc.ioctl_ptr(fd, FS_IOC_MEASURE_VERITY, buf);
+  const err = errno[0];
   if (rc < 0) {
-    const err = lastErrno();
     if (err === Errno.ENODATA) return null;
     throw new SysError("ioctl(FS_IOC_MEASURE_VERITY)", err, what);
   }

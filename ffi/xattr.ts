@@ -9,7 +9,7 @@
  */
 
 import { Errno, SysError } from "./errno.ts";
-import { check, checkBig, cstr, displayPath, lastErrno, libc, type PathLike } from "./libc.ts";
+import { check, checkBig, cstr, displayPath, errno, libc, type PathLike } from "./libc.ts";
 
 /** fsetxattr / lsetxattr flags. */
 export const XATTR = { CREATE: 1, REPLACE: 2 } as const;
@@ -31,12 +31,14 @@ function splitNames(buf: Uint8Array): string[] {
 /** Lists xattr names of an open file. */
 export function flistxattr(fd: number): string[] {
   for (;;) {
-    const size = checkBig(libc.flistxattr(fd, null, 0n), "flistxattr", `fd ${fd}`);
+    const size = checkBig(libc.flistxattr(fd, null, 0n), errno[0], "flistxattr", `fd ${fd}`);
     if (size === 0) return [];
     const buf = new Uint8Array(size);
-    const n = Number(libc.flistxattr(fd, buf, BigInt(size)));
+    const rc = libc.flistxattr(fd, buf, BigInt(size));
+    const err = errno[0];
+    const n = Number(rc);
     if (n >= 0) return splitNames(buf.subarray(0, n));
-    if (lastErrno() !== Errno.ERANGE) throw new SysError("flistxattr", lastErrno(), `fd ${fd}`);
+    if (err !== Errno.ERANGE) throw new SysError("flistxattr", err, `fd ${fd}`);
   }
 }
 
@@ -44,17 +46,19 @@ export function flistxattr(fd: number): string[] {
 export function fgetxattr(fd: number, name: string): Uint8Array | null {
   const cname = cstr(name);
   for (;;) {
-    const size = Number(libc.fgetxattr(fd, cname, null, 0n));
+    const rcSize = libc.fgetxattr(fd, cname, null, 0n);
+    const errSize = errno[0];
+    const size = Number(rcSize);
     if (size < 0) {
-      if (lastErrno() === Errno.ENODATA) return null;
-      throw new SysError(`fgetxattr(${name})`, lastErrno(), `fd ${fd}`);
+      if (errSize === Errno.ENODATA) return null;
+      throw new SysError(`fgetxattr(${name})`, errSize, `fd ${fd}`);
     }
     const buf = new Uint8Array(size);
-    const n = Number(libc.fgetxattr(fd, cname, buf, BigInt(size)));
+    const rc = libc.fgetxattr(fd, cname, buf, BigInt(size));
+    const err = errno[0];
+    const n = Number(rc);
     if (n >= 0) return buf.subarray(0, n);
-    if (lastErrno() !== Errno.ERANGE) {
-      throw new SysError(`fgetxattr(${name})`, lastErrno(), `fd ${fd}`);
-    }
+    if (err !== Errno.ERANGE) throw new SysError(`fgetxattr(${name})`, err, `fd ${fd}`);
   }
 }
 
@@ -63,6 +67,7 @@ export function fsetxattr(fd: number, name: string, value: Uint8Array, flags = 0
   const v = new Uint8Array(value);
   check(
     libc.fsetxattr(fd, cstr(name), v, BigInt(v.length), flags),
+    errno[0],
     `fsetxattr(${name})`,
     `fd ${fd}`,
   );
@@ -70,7 +75,7 @@ export function fsetxattr(fd: number, name: string, value: Uint8Array, flags = 0
 
 /** Removes one xattr of an open file. */
 export function fremovexattr(fd: number, name: string): void {
-  check(libc.fremovexattr(fd, cstr(name)), `fremovexattr(${name})`, `fd ${fd}`);
+  check(libc.fremovexattr(fd, cstr(name)), errno[0], `fremovexattr(${name})`, `fd ${fd}`);
 }
 
 /** All xattrs of an open file as `[name, value]` pairs, in the order the filesystem lists them. */
@@ -96,14 +101,14 @@ function procPath(dirfd: number, name: PathLike): Uint8Array {
 export function llistxattrAt(dirfd: number, name: PathLike): string[] {
   const p = cstr(procPath(dirfd, name));
   for (;;) {
-    const size = checkBig(libc.llistxattr(p, null, 0n), "llistxattr", name);
+    const size = checkBig(libc.llistxattr(p, null, 0n), errno[0], "llistxattr", name);
     if (size === 0) return [];
     const buf = new Uint8Array(size);
-    const n = Number(libc.llistxattr(p, buf, BigInt(size)));
+    const rc = libc.llistxattr(p, buf, BigInt(size));
+    const err = errno[0];
+    const n = Number(rc);
     if (n >= 0) return splitNames(buf.subarray(0, n));
-    if (lastErrno() !== Errno.ERANGE) {
-      throw new SysError("llistxattr", lastErrno(), displayPath(name));
-    }
+    if (err !== Errno.ERANGE) throw new SysError("llistxattr", err, displayPath(name));
   }
 }
 
@@ -112,17 +117,19 @@ export function lgetxattrAt(dirfd: number, name: PathLike, attr: string): Uint8A
   const p = cstr(procPath(dirfd, name));
   const cattr = cstr(attr);
   for (;;) {
-    const size = Number(libc.lgetxattr(p, cattr, null, 0n));
+    const rcSize = libc.lgetxattr(p, cattr, null, 0n);
+    const errSize = errno[0];
+    const size = Number(rcSize);
     if (size < 0) {
-      if (lastErrno() === Errno.ENODATA) return null;
-      throw new SysError(`lgetxattr(${attr})`, lastErrno(), displayPath(name));
+      if (errSize === Errno.ENODATA) return null;
+      throw new SysError(`lgetxattr(${attr})`, errSize, displayPath(name));
     }
     const buf = new Uint8Array(size);
-    const n = Number(libc.lgetxattr(p, cattr, buf, BigInt(size)));
+    const rc = libc.lgetxattr(p, cattr, buf, BigInt(size));
+    const err = errno[0];
+    const n = Number(rc);
     if (n >= 0) return buf.subarray(0, n);
-    if (lastErrno() !== Errno.ERANGE) {
-      throw new SysError(`lgetxattr(${attr})`, lastErrno(), displayPath(name));
-    }
+    if (err !== Errno.ERANGE) throw new SysError(`lgetxattr(${attr})`, err, displayPath(name));
   }
 }
 
@@ -137,6 +144,7 @@ export function lsetxattrAt(
   const v = new Uint8Array(value);
   check(
     libc.lsetxattr(cstr(procPath(dirfd, name)), cstr(attr), v, BigInt(v.length), flags),
+    errno[0],
     `lsetxattr(${attr})`,
     name,
   );
