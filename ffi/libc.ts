@@ -7,8 +7,9 @@
  * Deno op in between may clobber it (see specs/deno-platform.md §2.3), and so
  * may entering a function: V8 handles interrupts there (GC steps, code
  * installation), whose Rust locks wait on a futex through syscall(2), which
- * sets errno (EAGAIN). A `linkat` that failed with EEXIST was once reported
- * as EAGAIN that way, failing an import.
+ * sets errno (EAGAIN). An import once failed on a `linkat` reported as
+ * EAGAIN, which linkat cannot return (EEXIST was expected there): most
+ * likely this.
  *
  * @module
  */

@@ -70,6 +70,7 @@ import {
   TOOLS,
 } from "../fixtures/cstorage/podman.ts";
 import { mostlyZeros, pseudoRandomBytes } from "../fixtures/oci/mod.ts";
+import type { LoopFs } from "../harness/loopfs.ts";
 import { run, runOk } from "../harness/run.ts";
 import { FAULT_AT_ENV } from "../../lib/fault/fault_point.ts";
 
@@ -369,16 +370,31 @@ storeTest(
   },
 );
 
+/**
+ * The runnable fixture image (without busybox) copied by skopeo into a fresh store on `fs` as
+ * `localhost/src:v1`, the way podman pulls it; disposing it removes the store.
+ */
+async function runnableImageInStore(fs: LoopFs, skopeo: string) {
+  clearProbeCache(); // a fresh filesystem may reuse an earlier one's device number
+  const oci = `${fs.mountpoint}/oci`;
+  const img = await buildRunnableImage(oci, "v1", { withoutBusybox: true });
+  const store = await tempStore(fs.mountpoint);
+  try {
+    await skopeoToStore(skopeo, store, oci, "v1", "localhost/src:v1");
+  } catch (e) {
+    await store[Symbol.asyncDispose]();
+    throw e;
+  }
+  return { img, store, [Symbol.asyncDispose]: () => store[Symbol.asyncDispose]() };
+}
+
 storeTest(
   "containers-storage → composefs: exact layer streams, clean deep fsck, objects share blocks",
   ["xfs", "btrfs"],
   [TOOLS.skopeo],
   async (fs, bins) => {
-    clearProbeCache();
-    const oci = `${fs.mountpoint}/oci`;
-    const img = await buildRunnableImage(oci, "v1", { withoutBusybox: true });
-    await using store = await tempStore(fs.mountpoint);
-    await skopeoToStore(bins.skopeo, store, oci, "v1", "localhost/src:v1");
+    await using src = await runnableImageInStore(fs, bins.skopeo);
+    const { img, store } = src;
     using cs = await CStorage.open(store.root);
     const cfsDir = `${fs.mountpoint}/composefs`;
     using cfs = await ComposefsRepo.create(cfsDir, { algorithm: "sha512" });
@@ -499,11 +515,8 @@ storeTest(
   ["xfs", "ext4"],
   [TOOLS.skopeo, { bin: "xfs_io", pkg: "xfsprogs" }],
   async (fs, bins) => {
-    clearProbeCache();
-    const oci = `${fs.mountpoint}/oci`;
-    const img = await buildRunnableImage(oci, "v1", { withoutBusybox: true });
-    await using store = await tempStore(fs.mountpoint);
-    await skopeoToStore(bins.skopeo, store, oci, "v1", "localhost/src:v1");
+    await using src = await runnableImageInStore(fs, bins.skopeo);
+    const { img, store } = src;
     const cfsDir = `${fs.mountpoint}/composefs`;
     (await ComposefsRepo.create(cfsDir, { algorithm: "sha512" })).close();
     const script = `${store.dir}/import.ts`;
