@@ -28,6 +28,7 @@ import {
   RENAME,
   renameAt,
   SEEK,
+  statAt,
   type Timespec,
   unlinkAt,
   writeAll,
@@ -269,18 +270,51 @@ export function applyMetadata(fd: number, meta: FileMetadata): void {
  * Names a {@linkcode TmpClone} `name` in `dirfd` unless that name exists.
  * Closes the clone's fd either way. Returns `"exists"` when an object of that
  * name was already there (content-addressed stores treat that as done).
+ *
+ * With `replaceWrongSize`, an existing file of another size than the clone is
+ * replaced by it (`"replaced"`): in a content-addressed store the name
+ * promises these bytes, and a power cut after a link but before its data
+ * reached the disk leaves the name on an empty file (ext4's delayed
+ * allocation, XFS). Trusting it would make every later stream that needs
+ * those bytes reference the broken file.
  */
-export function linkNoReplace(tmp: TmpClone, dirfd: number, name: PathLike): "linked" | "exists" {
+export function linkNoReplace(
+  tmp: TmpClone,
+  dirfd: number,
+  name: PathLike,
+  opts: { replaceWrongSize?: boolean } = {},
+): "linked" | "exists" | "replaced" {
   try {
     if (tmp.tmpName) renameAt(tmp.dirfd, tmp.tmpName, dirfd, name, RENAME.NOREPLACE);
     else linkTmpfile(tmp.fd, dirfd, name);
     return "linked";
   } catch (e) {
-    if (e instanceof SysError && e.is("EEXIST")) return "exists";
-    throw e;
+    if (!(e instanceof SysError && e.is("EEXIST"))) throw e;
+    if (!opts.replaceWrongSize || statAt(dirfd, name).size === fstat(tmp.fd).size) {
+      return "exists";
+    }
+    replaceWith(tmp, dirfd, name);
+    return "replaced";
   } finally {
     closeQuietly(tmp.fd);
     if (tmp.tmpName) unlinkQuietly(tmp.dirfd, tmp.tmpName);
+  }
+}
+
+/** Atomically points `name` at the clone (rename over it, from a temporary name if need be). */
+function replaceWith(tmp: TmpClone, dirfd: number, name: PathLike): void {
+  if (tmp.tmpName) return renameAt(tmp.dirfd, tmp.tmpName, dirfd, name);
+  const text = displayPath(name);
+  const slash = text.lastIndexOf("/");
+  const temp = `${
+    slash < 0 ? "" : text.slice(0, slash + 1)
+  }.unistore-replace-${crypto.randomUUID()}`;
+  linkTmpfile(tmp.fd, dirfd, temp);
+  try {
+    renameAt(dirfd, temp, dirfd, name);
+  } catch (e) {
+    unlinkQuietly(dirfd, temp);
+    throw e;
   }
 }
 
@@ -325,6 +359,7 @@ export function placeFile(
     discardClone(tmp);
     throw e;
   }
-  const outcome = linkNoReplace(tmp, dstDirfd, name);
+  // Not content-addressed: an existing name is left alone, whatever it holds.
+  const outcome = linkNoReplace(tmp, dstDirfd, name) === "linked" ? "linked" : "exists";
   return { method: tmp.method, size: tmp.size, outcome };
 }

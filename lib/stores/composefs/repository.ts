@@ -602,18 +602,20 @@ export class ComposefsRepo implements Disposable {
       const objects = this.objectsDirfd(true);
       const name = objectPathname(id);
       // No stat first: the no-replace link answers "exists" itself, and an import links tens of
-      // thousands of objects (an existing object of another size is fsck's to report).
+      // thousands of objects; only an existing one is stat'ed (below).
       const prefix = id.slice(0, 2);
       if (!this.#prefixDirs.has(prefix)) {
         ensureDirAt(objects, prefix, DIR_MODE);
         this.#prefixDirs.add(prefix);
       }
-      const r = linkNoReplace(tmp, objects, name);
+      // An object of another size than its bytes is what a power cut leaves of an object
+      // linked before its data reached the disk: replaced, not trusted.
+      const r = linkNoReplace(tmp, objects, name, { replaceWrongSize: true });
       faultPoint("composefs.object-linked");
       // linkNoReplace closed the fd and removed a leftover name: nothing left to release.
       tmp.fd = -1;
       tmp.tmpName = undefined;
-      return r === "linked" ? "written" : "already-present";
+      return r === "exists" ? "already-present" : "written";
     } finally {
       releaseStaged(tmp);
     }
