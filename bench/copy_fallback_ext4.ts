@@ -92,7 +92,7 @@ export async function benchCopyFallback(
 
   const repoConfig = `${host.root}/sysroot/ostree/repo/config`;
   const savedConfig = await Deno.readFile(repoConfig);
-  const unifyRuns: { run: TimedRun; growthBytes: number }[] = [];
+  const unifyRuns: { run: TimedRun; growthBytes: number; actions: string[] }[] = [];
   for (let i = 0; i < RUNS; i++) {
     log(`ext4: set-unified full --mode enabled-with-copy --no-pull (${i + 1}/${RUNS})`);
     if (i > 0) {
@@ -119,18 +119,17 @@ export async function benchCopyFallback(
     const report = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
       ok: boolean;
       reflinksSupported: boolean;
+      images: { actions: string[] }[];
     };
     if (!report.ok || report.reflinksSupported) {
       throw new Error(`ext4 set-unified full: expected ok without reflinks, got ${r.stdout}`);
     }
-    unifyRuns.push({ run: r, growthBytes: (await usedBytes(mountpoint)) - before });
+    const growthBytes = (await usedBytes(mountpoint)) - before;
+    unifyRuns.push({ run: r, growthBytes, actions: report.images[0]?.actions ?? [] });
   }
   const unifyMs = unifyRuns.map((u) => u.run.ms);
   const mid = unifyRuns.find((u) => u.run.ms === median(unifyMs))!;
   const r = mid.run;
-  const report = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
-    images: { actions: string[] }[];
-  };
   return {
     hostCopyMs: host.ms,
     skopeoPullMs,
@@ -143,7 +142,7 @@ export async function benchCopyFallback(
       stages: unifyStages(r),
       maxRssKiB: r.maxRssKiB,
       rssByStage: peakRssByStage(r),
-      actions: report.images[0]?.actions ?? [],
+      actions: mid.actions,
     },
     growthBytes: mid.growthBytes,
   };

@@ -14,8 +14,6 @@
  * @module
  */
 
-import type { HashAlgorithm } from "../lib/digest/hash.ts";
-
 const SYMBOLS = {
   // unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md): writes 32 bytes.
   SHA256: { parameters: ["buffer", "usize", "buffer"], result: "pointer" },
@@ -23,8 +21,11 @@ const SYMBOLS = {
   SHA512: { parameters: ["buffer", "usize", "buffer"], result: "pointer" },
 } as const;
 
+/** The algorithms libcrypto hashes here (lib/digest's `HashAlgorithm`; ffi/ imports nothing above it). */
+type Algorithm = "sha256" | "sha512";
+
 /** Bytes each one-shot function writes to `md`: a shorter output would be overrun. */
-const OUTPUT_SIZES: Readonly<Record<HashAlgorithm, number>> = { sha256: 32, sha512: 64 };
+const OUTPUT_SIZES: Readonly<Record<Algorithm, number>> = { sha256: 32, sha512: 64 };
 
 let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null | undefined;
 
@@ -58,7 +59,7 @@ function open(): Deno.DynamicLibrary<typeof SYMBOLS> | null {
  * ```
  */
 export function libcryptoBlockDigest(
-  algorithm: HashAlgorithm,
+  algorithm: Algorithm,
 ): ((data: Uint8Array, out: Uint8Array) => void) | null {
   const l = open();
   if (!l) return null;

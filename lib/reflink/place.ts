@@ -301,14 +301,13 @@ export function linkNoReplace(
   }
 }
 
-/** Atomically points `name` at the clone (rename over it, from a temporary name if need be). */
+/**
+ * Atomically points `name` at the clone: renamed over it, from a temporary name directly in
+ * `dirfd` (same filesystem as `name`) when the clone has no name yet.
+ */
 function replaceWith(tmp: TmpClone, dirfd: number, name: PathLike): void {
   if (tmp.tmpName) return renameAt(tmp.dirfd, tmp.tmpName, dirfd, name);
-  const text = displayPath(name);
-  const slash = text.lastIndexOf("/");
-  const temp = `${
-    slash < 0 ? "" : text.slice(0, slash + 1)
-  }.unistore-replace-${crypto.randomUUID()}`;
+  const temp = `.unistore-replace-${crypto.randomUUID()}`;
   linkTmpfile(tmp.fd, dirfd, temp);
   try {
     renameAt(dirfd, temp, dirfd, name);

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { fromHex, HexError } from "../../digest/hash.ts";
+
 /** Initial number of ids the table has room for; it doubles as it fills. */
 const INITIAL_CAPACITY = 1024;
 
@@ -32,13 +34,11 @@ export class ObjectRefTable {
   /** Open addressing: slot → id index + 1 (0: empty); at most half full. */
   #slots: Int32Array;
   #size = 0;
-  readonly #scratch: Uint8Array;
 
   /** @param hashLen bytes of one digest: 32 (sha256) or 64 (sha512). */
   constructor(readonly hashLen: number) {
     this.#digests = new Uint8Array(INITIAL_CAPACITY * hashLen);
     this.#slots = new Int32Array(2 * INITIAL_CAPACITY);
-    this.#scratch = new Uint8Array(hashLen);
   }
 
   /** Number of distinct ids. */
@@ -48,14 +48,15 @@ export class ObjectRefTable {
 
   /** The index of hex id `id` (lowercase, `2 * hashLen` characters), added when new. */
   indexOf(id: string): number {
-    const d = this.#scratch;
     if (id.length !== 2 * this.hashLen) {
       throw new RangeError(`expected a ${2 * this.hashLen}-character id, found ${id.length}`);
     }
-    for (let i = 0; i < d.length; i++) {
-      const b = parseInt(id.substring(2 * i, 2 * i + 2), 16);
-      if (Number.isNaN(b)) throw new RangeError(`not a hex id: ${JSON.stringify(id)}`);
-      d[i] = b;
+    let d: Uint8Array;
+    try {
+      d = fromHex(id);
+    } catch (e) {
+      if (e instanceof HexError) throw new RangeError(`not a hex id: ${JSON.stringify(id)}`);
+      throw e;
     }
     const mask = this.#slots.length - 1;
     // Digests are uniform: their first four bytes are as good a hash as any.

@@ -25,7 +25,7 @@
  */
 
 import { close, closeQuietly, fstat, pread, pwriteAll } from "../../../ffi/fs.ts";
-import { HASH_SIZES, type HashAlgorithm, toHex } from "../../digest/hash.ts";
+import { fromHex, HASH_SIZES, type HashAlgorithm, toHex } from "../../digest/hash.ts";
 import { ByteReader } from "../../oci/byte_reader.ts";
 import {
   concatBytes,
@@ -297,7 +297,7 @@ export class SplitStreamWriter {
     v.setBigUint64(infoStart + 72, BigInt(this.#total), true);
     let off = infoEnd;
     for (const id of streamRefs) {
-      prefix.set(hexBytes(id), off);
+      prefix.set(fromHex(id, hashLen), off);
       off += hashLen;
     }
     prefix.set(objectRefs, streamRefsEnd);
@@ -339,12 +339,6 @@ function pwriteAllAt(fd: number, bytes: Uint8Array, offset: number, repo: string
 function setRange(v: DataView, at: number, start: number, end: number): void {
   v.setBigUint64(at, BigInt(start), true);
   v.setBigUint64(at + 8, BigInt(end), true);
-}
-
-function hexBytes(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(2 * i, 2), 16);
-  return out;
 }
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
