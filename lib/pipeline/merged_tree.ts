@@ -14,7 +14,9 @@
  * - a hardlink names a path that exists when it is applied (in this layer or a lower one) and
  *   shares that path's inode from then on: a later layer replacing or deleting the target does
  *   not change the link. So every hardlink is resolved here to its inode;
- * - parent directories a layer does not list are created (0755 root, written as implicit).
+ * - parent directories a layer does not list are created (0755 root, written as implicit); a
+ *   parent that is a symlink or another non-directory is refused, as composefs-rs and
+ *   containers-storage refuse it.
  *
  * composefs-rs (`composefs-oci/src/image.rs process_entry`) clears an opaque directory at the
  * marker, which also drops entries of the same layer listed before it; this follows the OCI spec
@@ -138,6 +140,8 @@ export interface MergedEntriesOptions {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** For messages only: a non-UTF-8 name shown with replacement characters. */
+const lossy = new TextDecoder();
 
 /** Raw bytes as a string of one char per byte: a lossless Map key for any name. */
 function byteString(bytes: Uint8Array): string {
@@ -299,7 +303,7 @@ export class MergedTree {
       this.#whiteout(parts.slice(0, -1), name);
       return;
     }
-    const parent = this.#parentFor(parts);
+    const parent = this.#parentFor(parts, where);
     const existing = parent.children.get(name);
     switch (kind) {
       case "dir": {
@@ -359,15 +363,29 @@ export class MergedTree {
     }
   }
 
-  /** The directory that will hold `parts`' last component, creating missing parents. */
-  #parentFor(parts: string[]): DirNode {
+  /**
+   * The directory that will hold `parts`' last component, creating missing parents. A parent
+   * that is a symlink or another non-directory is refused, as composefs-rs (`split_mut`: "is
+   * not a subdirectory") and containers-storage refuse it: replacing it by a directory would
+   * give a tree no runtime sees, following it would leave the tree the layer describes.
+   */
+  #parentFor(parts: string[], where: string): DirNode {
     let dir = this.#root;
     dir.touched = this.#layer;
-    for (const p of parts.slice(0, -1)) {
+    for (const [i, p] of parts.slice(0, -1).entries()) {
       let next = dir.children.get(p);
-      if (next?.kind !== "dir") {
-        // Missing, or a non-directory a lower layer left where this layer puts a directory:
-        // extraction would create (or replace it by) the directory.
+      if (next?.kind === "leaf") {
+        const raw = entryPath(parts.slice(0, i + 1).join("/"));
+        const at = JSON.stringify(typeof raw === "string" ? raw : lossy.decode(raw));
+        throw new MergedTreeError(
+          where,
+          `expected a directory at ${at} (a parent of the entry), found a ${next.inode.type} ` +
+            "left by this or a lower layer; an entry cannot go through it (a layer must list " +
+            "the directory first to replace it)",
+        );
+      }
+      if (!next) {
+        // Parents a layer does not list exist implicitly (extraction creates them).
         next = { kind: "dir", meta: null, touched: this.#layer, children: new Map() };
         dir.children.set(p, next);
       }

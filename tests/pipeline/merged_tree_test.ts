@@ -127,6 +127,36 @@ Deno.test("a directory over a directory merges and takes the new metadata; other
   assert.equal(m.get("/link")?.symlinkTarget, "target-b");
 });
 
+Deno.test("an entry below a symlink (or another non-directory) of a lower layer is refused, as composefs-rs and containers-storage refuse it", async () => {
+  const lower = new TarBuilder("pax")
+    .dir("usr")
+    .dir("usr/lib")
+    .symlink("lib", "usr/lib")
+    .file("f", "a file\n")
+    .build();
+  for (
+    const [upper, found] of [
+      [new TarBuilder("pax").file("lib/libx.so", "x\n").build(), /"lib" .*found a symlink/],
+      [new TarBuilder("pax").dir("lib/sub").build(), /"lib" .*found a symlink/],
+      [new TarBuilder("pax").hardlink("f/x", "usr").build(), /"f" .*found a file/],
+    ] as const
+  ) {
+    await assert.rejects(
+      mergeRawLayers([lower, upper]),
+      (e) => e instanceof MergedTreeError && found.test(e.message) && /layer 1/.test(e.message),
+    );
+  }
+  // Listing the directory first replaces the symlink; the entries then go into it.
+  const m = byPath(
+    (await mergeRawLayers([
+      lower,
+      new TarBuilder("pax").dir("lib").file("lib/libx.so", "x\n").build(),
+    ])).entries(),
+  );
+  assert.equal(m.get("/lib")?.type, "dir");
+  assert.equal(text(m.get("/lib/libx.so")), "x\n");
+});
+
 Deno.test("hardlinks resolve to the inode they named: later changes to the target leave them alone", async () => {
   const payload = "original content, long enough to be more than sixty-four bytes of data\n";
   const l0 = new TarBuilder("pax")
