@@ -533,8 +533,10 @@ export function renderResultsMarkdown(r: BenchResults): string {
       "once, plus its per-layer commits' metadata).",
     "- **ext4**: a `cp -a` of the XFS host (before unification) on a loop ext4; `cp -a` " +
       "(coreutils 9: copy_file_range, an in-kernel copy) of the store's layers against " +
-      "`set-unified full --mode enabled-with-copy --no-pull` (read, hash and write every " +
-      "byte in user space; no ostree dedupe without reflinks).",
+      "`set-unified full --mode enabled-with-copy --no-pull` (every byte copied in the kernel " +
+      "and hashed on a second thread; no ostree dedupe without reflinks). The floor for a copy " +
+      "with digests starts `cp -a` of the layers and bench/hash_tree.ts over the same files at " +
+      "the same moment, as two processes, and takes the wall time until both have ended.",
     "- **peak RSS**: GNU time's `Maximum resident set size` of `set-unified full --no-pull`.",
     "",
   );
