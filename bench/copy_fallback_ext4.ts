@@ -10,7 +10,7 @@
  * - one node:crypto sha256 + sha512 pass over the first copy (for reference);
  * - `cp -a` and that hash pass at once, as two processes: what this machine needs to copy the
  *   bytes and compute the digests the formats require, with no per-file work at all (no tar,
- *   no names, no links). The copy fallback cannot be faster than this on the same cores;
+ *   no names, no links). The copy fallback cannot be faster than this on the same cores.
  * - `set-unified full --mode enabled-with-copy --no-pull`: every file of the image copied into
  *   composefs with all its digests in one pass; no ostree dedupe (ext4 cannot share blocks).
  *
