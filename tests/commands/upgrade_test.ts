@@ -21,7 +21,8 @@ import {
   OSTREE_HOST_TOOLS,
   type OstreeHost,
 } from "../fixtures/host/mod.ts";
-import { listFiles, physicalExtents } from "../pipeline/helpers.ts";
+import { physicalExtents } from "../pipeline/helpers.ts";
+import { listTree } from "../harness/tree_listing.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -44,7 +45,7 @@ async function adminStatus(ostree: string, sysroot: string) {
 /** What must not change when upgrade changes nothing: every path below the sysroot, and refs. */
 async function snapshot(host: OstreeHost, ostree: string) {
   const refs = await runOk([ostree, `--repo=${host.repo}`, "refs", "--list"]);
-  return { files: await listFiles(host.sysroot), refs: refs.stdout };
+  return { files: await listTree(host.sysroot), refs: refs.stdout };
 }
 
 /** The pull directories upgrade creates below the repository's tmp/ (must never be left). */

@@ -46,11 +46,11 @@ import {
   extractLayersWithGnuTar,
   hardlinkGroups,
   inodeOf,
-  listFiles,
   OSTREE_TOOL,
   physicalExtents,
   TAR_TOOL,
 } from "./helpers.ts";
+import { listTree } from "../harness/tree_listing.ts";
 
 const IMAGE_REFERENCE = "docker://example.com/awkward:1";
 /** What ostree cannot store in the awkward image (as synthesis reports them). */
@@ -214,12 +214,12 @@ fsTest("composefs → ostree by reflink: fsck, GNU tar oracle, shared extents, i
   assert.deepEqual(after.ostreeOnly, []);
 
   // Again: nothing is written, not even a staging dir.
-  const files = await listFiles(s.repoPath);
+  const files = await listTree(s.repoPath);
   const again = await synthesize(s, "reflink-required");
   assert.equal(again.skippedExisting, true);
   assert.equal(again.refUpdated, false);
   assert.equal(again.commit, r.commit);
-  assert.deepEqual(await listFiles(s.repoPath), files);
+  assert.deepEqual(await listTree(s.repoPath), files);
 
   // Another reference to the same manifest: only a ref.
   const other = await synthesize(s, "reflink-required", "docker://example.com/awkward:latest");
@@ -242,16 +242,16 @@ fsTest(
     const t = tools();
     if (!t) return;
     using s = await stores(fs, t.ostree);
-    const files = await listFiles(s.repoPath);
-    const cfsFiles = await listFiles(`${s.base}/composefs`);
+    const files = await listTree(s.repoPath);
+    const cfsFiles = await listTree(`${s.base}/composefs`);
     await assert.rejects(
       synthesize(s, "reflink-required"),
       (e) =>
         e instanceof ReflinkUnsupportedError && /\(ext4\)/.test(e.message) &&
         e.message.includes(s.repoPath),
     );
-    assert.deepEqual(await listFiles(s.repoPath), files, "the ostree repository is untouched");
-    assert.deepEqual(await listFiles(`${s.base}/composefs`), cfsFiles, "so is composefs");
+    assert.deepEqual(await listTree(s.repoPath), files, "the ostree repository is untouched");
+    assert.deepEqual(await listTree(`${s.base}/composefs`), cfsFiles, "so is composefs");
 
     // What ostree cannot store is refused by default, naming the path, before anything is written.
     await assert.rejects(
@@ -262,7 +262,7 @@ fsTest(
       }),
       (e) => e instanceof UnsupportedEntryError && e.path === "/dev/fifo" && /fifo/.test(e.message),
     );
-    assert.deepEqual(await listFiles(s.repoPath), files);
+    assert.deepEqual(await listTree(s.repoPath), files);
 
     const r = await synthesize(s, "reflink-or-copy");
     assert.equal(r.probe?.supported, false);

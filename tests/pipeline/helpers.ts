@@ -187,17 +187,3 @@ export function physicalExtents(dir: string): { start: number; end: number }[] {
   }
   return out;
 }
-
-/** Every file path below `dir` (relative, sorted), to tell that nothing was written. */
-export async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (rel: string) => {
-    for await (const e of Deno.readDir(rel ? `${dir}/${rel}` : dir)) {
-      const p = rel ? `${rel}/${e.name}` : e.name;
-      out.push(p);
-      if (e.isDirectory) await walk(p);
-    }
-  };
-  await walk("");
-  return out.sort();
-}

@@ -39,17 +39,3 @@ export function concat(parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
-
-/** Every file name below `dir` (recursive), relative, sorted; symlinks not followed. */
-export async function listTree(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (rel: string) => {
-    for await (const e of Deno.readDir(rel ? `${dir}/${rel}` : dir)) {
-      const p = rel ? `${rel}/${e.name}` : e.name;
-      out.push(p);
-      if (e.isDirectory) await walk(p);
-    }
-  };
-  await walk("");
-  return out.sort();
-}

@@ -30,7 +30,8 @@ import { layerTarChunks, writeLayerTar } from "../../../lib/stores/composefs/tar
 import { buildAwkwardImage, buildOciImage, sha256, TarBuilder } from "../../fixtures/oci/mod.ts";
 import { runOk } from "../../harness/run.ts";
 import { toolTest } from "../../harness/tools.ts";
-import { concat, listTree, withRepo } from "./helpers.ts";
+import { concat, withRepo } from "./helpers.ts";
+import { listTree } from "../../harness/tree_listing.ts";
 
 async function layerBytes(repo: ComposefsRepo, diffId: string): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];

@@ -18,7 +18,8 @@ import { buildAwkwardImage, pseudoRandomBytes } from "../../fixtures/oci/mod.ts"
 import { fsTest } from "../../harness/loopfs.ts";
 import { runOk } from "../../harness/run.ts";
 import { findTool } from "../../harness/tools.ts";
-import { listTree, withTempDir } from "./helpers.ts";
+import { withTempDir } from "./helpers.ts";
+import { listTree } from "../../harness/tree_listing.ts";
 
 const CONTENT = pseudoRandomBytes(2 * 1024 * 1024 + 123, 42);
 

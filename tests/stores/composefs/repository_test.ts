@@ -25,7 +25,8 @@ import { ComposefsRepo } from "../../../lib/stores/composefs/repository.ts";
 import { FSVERITY_VECTORS } from "../../digest/spec_vectors.ts";
 import { run } from "../../harness/run.ts";
 import { toolTest } from "../../harness/tools.ts";
-import { listTree, withRepo, withTempDir } from "./helpers.ts";
+import { withRepo, withTempDir } from "./helpers.ts";
+import { listTree } from "../../harness/tree_listing.ts";
 
 // composefs-repo.md §4: a fresh `cfsctl init` at HEAD, byte for byte.
 const SPEC_META_JSON = `{
