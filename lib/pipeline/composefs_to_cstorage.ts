@@ -250,14 +250,7 @@ async function missingLayers(cstore: CStorage, chain: readonly string[]): Promis
 
 /** Probes FICLONE from composefs's `objects/` (the clone sources) into the store's graph root. */
 function probeInto(cfsRepo: ComposefsRepo, cstore: CStorage): ReflinkProbe {
-  let src: number;
-  try {
-    src = cfsRepo.objectsDirfd();
-  } catch (e) {
-    if (!(e instanceof ComposefsNotFoundError)) throw e;
-    src = cfsRepo.dirfd; // no objects yet: the repository's own filesystem
-  }
-  return probeReflink(cstore.root.fd, src);
+  return probeReflink(cstore.root.fd, cfsRepo.probeDirfd());
 }
 
 /**

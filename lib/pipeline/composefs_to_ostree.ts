@@ -38,7 +38,6 @@ import {
   readStoredImage,
   type StoredImage,
 } from "../stores/composefs/oci_image.ts";
-import { ComposefsNotFoundError } from "../stores/composefs/errors.ts";
 import { ComposefsRepo } from "../stores/composefs/repository.ts";
 import {
   BOOTABLE_IMAGE_TRANSFORM,
@@ -334,14 +333,7 @@ export async function synthesizeOstreeCommit(
 
 /** Probes FICLONE from composefs's `objects/` (the clone sources) into the ostree repository. */
 function probeFrom(cfsRepo: ComposefsRepo, ostreeRepo: OstreeRepo): ReflinkProbe {
-  let src: number;
-  try {
-    src = cfsRepo.objectsDirfd();
-  } catch (e) {
-    if (!(e instanceof ComposefsNotFoundError)) throw e;
-    src = cfsRepo.dirfd; // no objects yet: the repository's own filesystem
-  }
-  return probeReflink(ostreeRepo.dirfd, src);
+  return probeReflink(ostreeRepo.dirfd, cfsRepo.probeDirfd());
 }
 
 /** A Set key for an entry path: text as is, raw bytes (never equal to text) as NUL + hex. */

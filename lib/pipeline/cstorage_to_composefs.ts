@@ -44,7 +44,7 @@ import {
   type TmpClone,
 } from "../reflink/place.ts";
 import { probeReflink, type ReflinkProbe } from "../reflink/probe.ts";
-import { ComposefsNotFoundError, RepoReadOnlyError } from "../stores/composefs/errors.ts";
+import { RepoReadOnlyError } from "../stores/composefs/errors.ts";
 import {
   type ImportedLayer,
   layerStreamName,
@@ -139,14 +139,7 @@ export interface CStorageImportResult {
 
 /** Probes FICLONE from the store's graph root into composefs's `objects/` (or its root). */
 function probeFrom(cstore: CStorage, cfsRepo: ComposefsRepo): ReflinkProbe {
-  let dst: number;
-  try {
-    dst = cfsRepo.objectsDirfd();
-  } catch (e) {
-    if (!(e instanceof ComposefsNotFoundError)) throw e;
-    dst = cfsRepo.dirfd; // objects/ does not exist yet: probing must not create it
-  }
-  return probeReflink(dst, cstore.root.fd);
+  return probeReflink(cfsRepo.probeDirfd(), cstore.root.fd);
 }
 
 /**

@@ -48,6 +48,7 @@ import {
   writeAll,
 } from "../../../ffi/fs.ts";
 import { flockRelease, flockWait } from "../../../ffi/lock.ts";
+import { concatBytes } from "../../oci/compression.ts";
 import { faultPoint } from "../../fault/fault_point.ts";
 import { enableVerity, measureVerity } from "../../../ffi/verity.ts";
 import { FsVerityHasher } from "../../digest/fsverity.ts";
@@ -417,6 +418,19 @@ export class ComposefsRepo implements Disposable {
       throw e;
     }
     return this.#objectsFd;
+  }
+
+  /**
+   * A directory fd on the repository's filesystem for a reflink probe: `objects/` where it
+   * exists, else the repository's own directory (a probe must not create `objects/`).
+   */
+  probeDirfd(): number {
+    try {
+      return this.objectsDirfd();
+    } catch (e) {
+      if (!(e instanceof ComposefsNotFoundError)) throw e;
+      return this.dirfd;
+    }
   }
 
   /** Validates an object id for this repository's algorithm. */
@@ -959,13 +973,7 @@ function readAllFd(fd: number): Uint8Array {
     parts.push(buf.subarray(0, n));
     total += n;
   }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** The kernel's fs-verity measurement, or `null` when verity is off or unsupported. */

@@ -30,13 +30,14 @@ import { layerTarChunks, writeLayerTar } from "../../../lib/stores/composefs/tar
 import { buildAwkwardImage, buildOciImage, sha256, TarBuilder } from "../../fixtures/oci/mod.ts";
 import { runOk } from "../../harness/run.ts";
 import { toolTest } from "../../harness/tools.ts";
-import { concat, withRepo } from "./helpers.ts";
+import { withRepo } from "./helpers.ts";
+import { concatBytes } from "../../../lib/oci/compression.ts";
 import { listTree } from "../../harness/tree_listing.ts";
 
 async function layerBytes(repo: ComposefsRepo, diffId: string): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   for await (const c of layerTarChunks(repo, diffId)) parts.push(c.slice());
-  return concat(parts);
+  return concatBytes(parts);
 }
 
 for (const alg of ["sha512", "sha256"] as const) {
@@ -67,7 +68,7 @@ for (const alg of ["sha512", "sha256"] as const) {
       assert.deepEqual(await Deno.readFile(`${dir}/layer0.tar`), img.layerTars[0]);
       const parts: Uint8Array[] = [];
       await writeLayerTar(repo, img.diffIds[3], (c) => void parts.push(c.slice()));
-      assert.deepEqual(concat(parts), img.layerTars[3]);
+      assert.deepEqual(concatBytes(parts), img.layerTars[3]);
 
       const base = `${dir}/repo`;
       const link = (p: string) => Deno.readLinkSync(`${base}/${p}`);
@@ -143,7 +144,7 @@ Deno.test("import: the 64-byte rule — regular files over 64 bytes become objec
         const payload: Uint8Array[] = [];
         for await (const c of tar.readPayload()) payload.push(c.slice());
         if ((e.type === "file" || e.type === "contiguous") && e.payloadSize > INLINE_CONTENT_MAX) {
-          expected.push({ size: e.payloadSize, content: concat(payload) });
+          expected.push({ size: e.payloadSize, content: concatBytes(payload) });
         }
       }
       using s = SplitStream.openStream(repo, `oci-layer-${diffId}`, CONTENT_TYPE.ociLayer);

@@ -161,6 +161,16 @@ Deno.test("objects: named by every fs-verity vector of the spec (sha256 and sha5
   }
 });
 
+Deno.test("probeDirfd: the repository's own directory until objects/ exists, which it never creates", async () => {
+  await withRepo("sha512", async (repo, dir) => {
+    assert.equal(repo.probeDirfd(), repo.dirfd);
+    await assert.rejects(Deno.stat(`${dir}/repo/objects`), Deno.errors.NotFound);
+    repo.ensureObject(new TextEncoder().encode("an object, so that objects/ exists now"));
+    assert.equal(repo.probeDirfd(), repo.objectsDirfd());
+    assert.notEqual(repo.probeDirfd(), repo.dirfd);
+  });
+});
+
 Deno.test("objects: an id and content that disagree are caught by the writer's own hashing", async () => {
   await withRepo("sha512", (repo) => {
     const a = repo.ensureObject(new TextEncoder().encode("hello world"));

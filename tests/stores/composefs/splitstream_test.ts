@@ -19,7 +19,8 @@ import {
 } from "../../../lib/stores/composefs/splitstream.ts";
 import type { ComposefsRepo } from "../../../lib/stores/composefs/repository.ts";
 import { pseudoRandomBytes } from "../../fixtures/oci/mod.ts";
-import { concat, withRepo } from "./helpers.ts";
+import { withRepo } from "./helpers.ts";
+import { concatBytes } from "../../../lib/oci/compression.ts";
 
 const enc = new TextEncoder();
 const hex = (b: Uint8Array) => toHex(b);
@@ -40,7 +41,7 @@ async function catAll(repo: ComposefsRepo, s: SplitStream): Promise<Uint8Array> 
   await s.cat(repo, (c) => {
     parts.push(c.slice());
   });
-  return concat(parts);
+  return concatBytes(parts);
 }
 
 Deno.test("splitstream: the spec's worked example (§5.9), header and sections byte for byte", async () => {
@@ -116,9 +117,15 @@ Deno.test("splitstream: a legacy-layout file built from the spec's byte table is
       new DataView(b.buffer).setBigInt64(0, x, true);
       return b;
     };
-    const streamData = concat([n(-4n), enc.encode("head"), n(0n), n(-5n), enc.encode("tail!")]);
+    const streamData = concatBytes([
+      n(-4n),
+      enc.encode("head"),
+      n(0n),
+      n(-5n),
+      enc.encode("tail!"),
+    ]);
     const stream = new Uint8Array(zlib.zstdCompressSync(streamData));
-    const refs = concat([Uint8Array.from(refId.match(/../g)!.map((h) => parseInt(h, 16)))]);
+    const refs = concatBytes([Uint8Array.from(refId.match(/../g)!.map((h) => parseInt(h, 16)))]);
     const objs = Uint8Array.from(objId.match(/../g)!.map((h) => parseInt(h, 16)));
     const infoStart = 32, infoEnd = 112;
     const sr = [infoEnd, infoEnd + 32], or = [infoEnd + 32, infoEnd + 64];
@@ -166,7 +173,7 @@ Deno.test("splitstream: a legacy-layout file built from the spec's byte table is
     ]);
     assert.deepEqual(
       await catAll(repo, s),
-      concat([enc.encode("head"), body, enc.encode("tail!")]),
+      concatBytes([enc.encode("head"), body, enc.encode("tail!")]),
     );
     // The same file with the magic damaged in both places is not a splitstream.
     const broken = file.slice();
@@ -199,7 +206,7 @@ Deno.test("splitstream: the spec's tar-like example coalesces into exactly three
       { kind: "external", size: 0, id: fileId },
       { kind: "inline", size: 1436 },
     ]);
-    assert.deepEqual(await catAll(repo, s), concat([header, file, new Uint8Array(1436)]));
+    assert.deepEqual(await catAll(repo, s), concatBytes([header, file, new Uint8Array(1436)]));
   });
 });
 
@@ -244,9 +251,9 @@ Deno.test("splitstream: sections made of several zstd frames are read whole", as
     // Replace the stream section by two frames: [-6]"abcdef" split across them.
     const n = new Uint8Array(8);
     new DataView(n.buffer).setBigInt64(0, -6n, true);
-    const f1 = new Uint8Array(zlib.zstdCompressSync(concat([n, enc.encode("abc")])));
+    const f1 = new Uint8Array(zlib.zstdCompressSync(concatBytes([n, enc.encode("abc")])));
     const f2 = new Uint8Array(zlib.zstdCompressSync(enc.encode("def")));
-    const rebuilt = concat([file.subarray(0, streamStart), f1, f2]);
+    const rebuilt = concatBytes([file.subarray(0, streamStart), f1, f2]);
     new DataView(rebuilt.buffer).setBigUint64(0x48, BigInt(rebuilt.length), true);
     const id = repo.ensureObject(rebuilt);
     using s = SplitStream.openObject(repo, id);
@@ -282,7 +289,10 @@ Deno.test("splitstream: truncated or damaged files fail with the stream's path a
     const streamStart = Number(v.getBigUint64(0x40, true));
     const n = new Uint8Array(8);
     new DataView(n.buffer).setBigInt64(0, 7n, true);
-    const bad = concat([file.subarray(0, streamStart), new Uint8Array(zlib.zstdCompressSync(n))]);
+    const bad = concatBytes([
+      file.subarray(0, streamStart),
+      new Uint8Array(zlib.zstdCompressSync(n)),
+    ]);
     new DataView(bad.buffer).setBigUint64(0x48, BigInt(bad.length), true);
     using s = SplitStream.openObject(repo, repo.ensureObject(bad), undefined, "streams/y");
     await assert.rejects(
@@ -317,7 +327,7 @@ Deno.test("splitstream: a layer-sized stream (chunk headers and inline runs far 
     expected.push(long);
     const id = await w.finish();
     using s = SplitStream.openObject(repo, id, CONTENT_TYPE.ociLayer);
-    const want = concat(expected);
+    const want = concatBytes(expected);
     assert.equal(s.index.streamSize, want.length);
     const got = await catAll(repo, s);
     assert.equal(Buffer.compare(got, want), 0, "reassembled stream differs");

@@ -3,6 +3,7 @@
 // mount of the same diff directories), volatile layers, and tamper detection.
 
 import assert from "node:assert/strict";
+import { concatBytes } from "../../../lib/oci/compression.ts";
 import { close, read } from "../../../ffi/fs.ts";
 import { runOk } from "../../harness/run.ts";
 import { toolTest } from "../../harness/tools.ts";
@@ -26,16 +27,6 @@ import {
 
 async function* once(b: Uint8Array) {
   yield b;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 toolTest("a store written by skopeo reads back exactly", [TOOLS.skopeo], async (bins) => {
@@ -85,7 +76,11 @@ toolTest("a store written by skopeo reads back exactly", [TOOLS.skopeo], async (
     const parts: Uint8Array[] = [];
     const r = await writeLayerTarFromStore(cs, diffId, { write: (c) => parts.push(c.slice()) });
     assert.equal(r.digest, diffId);
-    assert.deepEqual(concat(parts), img.layerTars[i], `layer ${i} differs from the OCI layer tar`);
+    assert.deepEqual(
+      concatBytes(parts),
+      img.layerTars[i],
+      `layer ${i} differs from the OCI layer tar`,
+    );
   }
 
   // The same tar from parts: raw segments, and files read through the fds the store hands out.
@@ -107,7 +102,7 @@ toolTest("a store written by skopeo reads back exactly", [TOOLS.skopeo], async (
     }
   }
   assert.equal(opened, 18, "every file with content of layer 0");
-  assert.deepEqual(concat(parts), img.layerTars[0]);
+  assert.deepEqual(concatBytes(parts), img.layerTars[0]);
 
   // The merged view equals what the kernel's overlayfs shows for the same diff directories.
   const mnt = `${store.dir}/merged`;
@@ -226,6 +221,6 @@ toolTest(
       write: (c) => parts.push(c.slice()),
     });
     assert.equal(r.digest, img.diffIds[0]);
-    assert.deepEqual(concat(parts), tar);
+    assert.deepEqual(concatBytes(parts), tar);
   },
 );
