@@ -164,6 +164,33 @@ const HEADER_ONLY = new Set<TarEntryType>([
   "fifo",
 ]);
 
+/**
+ * Longest name component the kernel (and EROFS, `EROFS_NAME_LEN`) accepts. An entry with a
+ * longer one can be kept as data, but never mounted, checked out or extracted: every store
+ * that writes a tree refuses it up front, naming the entry, rather than at its `ENAMETOOLONG`.
+ */
+export const NAME_MAX = 255;
+
+/**
+ * Length in bytes of the longest `/`-separated component of a tar entry path.
+ *
+ * @example
+ * ```ts
+ * import { longestNameComponent } from "./tar.ts";
+ * longestNameComponent(new TextEncoder().encode("usr/lib64/libc.so.6")); // 9
+ * ```
+ */
+export function longestNameComponent(path: Uint8Array): number {
+  let longest = 0, start = 0;
+  for (let i = 0; i <= path.length; i++) {
+    if (i === path.length || path[i] === 0x2f) {
+      longest = Math.max(longest, i - start);
+      start = i + 1;
+    }
+  }
+  return longest;
+}
+
 /** Bytes needed to pad `size` to a whole number of blocks. */
 export function tarPadding(size: number): number {
   return (TAR_BLOCK_SIZE - (size % TAR_BLOCK_SIZE)) % TAR_BLOCK_SIZE;

@@ -18,7 +18,7 @@
 
 import { close, pread } from "../../../ffi/fs.ts";
 import { StreamingHash, toHex } from "../../digest/hash.ts";
-import { TarReader } from "../../oci/tar.ts";
+import { longestNameComponent, NAME_MAX, TarReader } from "../../oci/tar.ts";
 import { SplitstreamFormatError } from "./errors.ts";
 import type { ObjectId } from "./object_id.ts";
 import type { ComposefsRepo } from "./repository.ts";
@@ -38,24 +38,6 @@ export interface LayerSplitStats {
   inlineBytes: number;
   /** Total size of the tar. */
   size: number;
-}
-
-/**
- * Longest name component the kernel (and EROFS, `EROFS_NAME_LEN`) accepts. A layer with a longer
- * one could be stored as data, but never mounted, checked out or extracted.
- */
-export const NAME_MAX = 255;
-
-/** Length in bytes of the longest `/`-separated component of `path`. */
-function longestComponent(path: Uint8Array): number {
-  let longest = 0, start = 0;
-  for (let i = 0; i <= path.length; i++) {
-    if (i === path.length || path[i] === 0x2f) {
-      longest = Math.max(longest, i - start);
-      start = i + 1;
-    }
-  }
-  return longest;
 }
 
 /**
@@ -93,7 +75,7 @@ export async function splitTarLayer(
           "sparse tar entries are not supported (composefs layers cannot represent them)",
         );
       }
-      const longest = longestComponent(e.path);
+      const longest = longestNameComponent(e.path);
       if (longest > NAME_MAX) {
         throw new SplitstreamFormatError(
           `${where} entry ${JSON.stringify(e.pathText.slice(0, 200))} at byte ${e.offset}`,

@@ -52,7 +52,7 @@ import {
 } from "../../../ffi/fs.ts";
 import { fsetxattr, lsetxattrAt } from "../../../ffi/xattr.ts";
 import { Crc64Iso } from "../../digest/crc64.ts";
-import type { TarEntry } from "../../oci/tar.ts";
+import { longestNameComponent, NAME_MAX, type TarEntry } from "../../oci/tar.ts";
 import {
   type ByteSink,
   cloneToNewFile,
@@ -281,6 +281,13 @@ export class DiffWriter {
       throw this.#refuse(
         entry,
         "GNU sparse files are not supported (tar-split cannot reproduce them)",
+      );
+    }
+    const longest = longestNameComponent(entry.path);
+    if (longest > NAME_MAX) {
+      throw this.#refuse(
+        entry,
+        `a name component is ${longest} bytes; Linux allows at most ${NAME_MAX} (NAME_MAX)`,
       );
     }
     const name = binaryFromBytes(entry.path);

@@ -159,6 +159,14 @@ toolTest(
         e instanceof UnsupportedLayerError &&
         /"s" is not a directory inside the layer \((ENOTDIR|ELOOP)\)/.test(e.message),
     );
+    // Refused by its length, naming the entry and the layer, before any statx meets it.
+    await assert.rejects(
+      () => attempt(new TarBuilder("pax").dir("d").file(`d/${"n".repeat(300)}`, "x").build()),
+      (e) =>
+        e instanceof UnsupportedLayerError && e.entry === `d/${"n".repeat(300)}` &&
+        /300 bytes; Linux allows at most 255 \(NAME_MAX\)/.test(e.message) &&
+        /layer/.test(e.message) && !/ENAMETOOLONG/.test(e.message),
+    );
     const good = new TarBuilder("pax").file("ok", "ok\n").build();
     await assert.rejects(
       () => attempt(good, `sha256:${"1".repeat(64)}`),
