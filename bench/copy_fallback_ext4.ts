@@ -14,10 +14,10 @@
  * - `set-unified full --mode enabled-with-copy --no-pull`: every file of the image copied into
  *   composefs with all its digests in one pass; no ostree dedupe (ext4 cannot share blocks).
  *
- * Each side runs {@linkcode RUNS} times and the median counts, with the copy removed (or the
- * unification undone) and the disk settled in between: on ext4 one `cp -a` of the same files
- * took anywhere from 1.2 to 4.0 s on the same filesystem, depending on the writeback and
- * block freeing left by what ran before it.
+ * Each side runs {@linkcode RUNS} times, the three taking turns, and the median counts, with
+ * the copy removed (or the unification undone) and the disk settled in between: on ext4 one
+ * `cp -a` of the same files took anywhere from 1.2 to 4.0 s on the same filesystem, depending
+ * on the writeback and block freeing left by what ran before it and on the machine's load.
  *
  * @module
  */
@@ -88,12 +88,24 @@ export async function benchCopyFallback(
   const cpWithHashRuns: number[] = [];
   let hashOnePassMs = 0;
   const hashPass = (dir: string) => [Deno.execPath(), "run", "-A", "--quiet", HASH_TREE, dir];
+  const repoConfig = `${host.root}/sysroot/ostree/repo/config`;
+  const savedConfig = await Deno.readFile(repoConfig);
+  const unifyRuns: { run: TimedRun; growthBytes: number; actions: string[] }[] = [];
+  // The three sides take turns, run by run: the machine's speed drifts over minutes, and a
+  // side timed in a slow stretch of its own would skew the ratio.
   for (let i = 0; i < RUNS; i++) {
+    if (i > 0) {
+      // Undone: the composefs repository (bootc.json with it) and the repo config's binding.
+      await Deno.remove(`${host.root}/sysroot/composefs`, { recursive: true });
+      await Deno.writeFile(repoConfig, savedConfig);
+      await settle(mountpoint);
+    }
     log(`ext4: cp -a of the layers (${i + 1}/${RUNS})`);
     cpRuns.push((await timeProcess(["cp", "-a", `${store}/overlay`, copy])).ms);
     if (i === 0) hashOnePassMs = (await timeProcess(hashPass(copy))).ms;
     await runOk(["rm", "-rf", copy]);
     await settle(mountpoint);
+
     log(`ext4: cp -a and a hash pass at once (${i + 1}/${RUNS})`);
     const start = performance.now();
     await Promise.all([
@@ -103,19 +115,8 @@ export async function benchCopyFallback(
     cpWithHashRuns.push(performance.now() - start);
     await runOk(["rm", "-rf", copy]);
     await settle(mountpoint);
-  }
 
-  const repoConfig = `${host.root}/sysroot/ostree/repo/config`;
-  const savedConfig = await Deno.readFile(repoConfig);
-  const unifyRuns: { run: TimedRun; growthBytes: number; actions: string[] }[] = [];
-  for (let i = 0; i < RUNS; i++) {
     log(`ext4: set-unified full --mode enabled-with-copy --no-pull (${i + 1}/${RUNS})`);
-    if (i > 0) {
-      // Undone: the composefs repository (bootc.json with it) and the repo config's binding.
-      await Deno.remove(`${host.root}/sysroot/composefs`, { recursive: true });
-      await Deno.writeFile(repoConfig, savedConfig);
-      await settle(mountpoint);
-    }
     const before = await usedBytes(mountpoint);
     const r = await timeProcess(
       unistoreCmd(

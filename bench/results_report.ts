@@ -536,7 +536,8 @@ export function renderResultsMarkdown(r: BenchResults): string {
       "`set-unified full --mode enabled-with-copy --no-pull` (every byte copied in the kernel " +
       "and hashed on a second thread; no ostree dedupe without reflinks). The floor for a copy " +
       "with digests starts `cp -a` of the layers and bench/hash_tree.ts over the same files at " +
-      "the same moment, as two processes, and takes the wall time until both have ended.",
+      "the same moment, as two processes, and takes the wall time until both have ended. " +
+      "The three take turns, run by run (`cp -a`, the floor, unistore; three rounds).",
     "- **peak RSS**: GNU time's `Maximum resident set size` of `set-unified full --no-pull`.",
     "",
   );
