@@ -290,6 +290,7 @@ export function linkNoReplace(
     return "linked";
   } catch (e) {
     if (!(e instanceof SysError && e.is("EEXIST"))) throw e;
+    // fstat, not tmp.size: a staged file filled by writes (ObjectWriter) leaves that at 0.
     if (!opts.replaceWrongSize || statAt(dirfd, name).size === fstat(tmp.fd).size) {
       return "exists";
     }

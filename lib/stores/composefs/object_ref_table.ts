@@ -59,8 +59,7 @@ export class ObjectRefTable {
       throw e;
     }
     const mask = this.#slots.length - 1;
-    // Digests are uniform: their first four bytes are as good a hash as any.
-    for (let s = (d[0] | d[1] << 8 | d[2] << 16 | d[3] << 24) & mask;; s = (s + 1) & mask) {
+    for (let s = firstSlot(d, 0, mask);; s = (s + 1) & mask) {
       const at = this.#slots[s];
       if (at === 0) break;
       if (this.#equals(at - 1, d)) return at - 1;
@@ -94,9 +93,7 @@ export class ObjectRefTable {
 
   #place(index: number): void {
     const mask = this.#slots.length - 1;
-    const b = index * this.hashLen;
-    const g = this.#digests;
-    let s = (g[b] | g[b + 1] << 8 | g[b + 2] << 16 | g[b + 3] << 24) & mask;
+    let s = firstSlot(this.#digests, index * this.hashLen, mask);
     while (this.#slots[s] !== 0) s = (s + 1) & mask;
     this.#slots[s] = index + 1;
   }
@@ -105,4 +102,12 @@ export class ObjectRefTable {
     this.#slots = new Int32Array(slots);
     for (let i = 0; i < this.#size; i++) this.#place(i);
   }
+}
+
+/**
+ * The slot a digest starting at `at` of `bytes` is looked for first. Digests are uniform: their
+ * first four bytes are as good a hash as any.
+ */
+function firstSlot(bytes: Uint8Array, at: number, mask: number): number {
+  return (bytes[at] | bytes[at + 1] << 8 | bytes[at + 2] << 16 | bytes[at + 3] << 24) & mask;
 }
