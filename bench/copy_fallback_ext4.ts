@@ -14,6 +14,10 @@
  * - `set-unified full --mode enabled-with-copy --no-pull`: every file of the image copied into
  *   composefs with all its digests in one pass; no ostree dedupe (ext4 cannot share blocks).
  *
+ * Every process runs under GNU time for its CPU time too (user + system): on a machine with few
+ * cores, the import's CPU time over the core count bounds its wall time from below, whatever
+ * the threads wait for.
+ *
  * Each side runs {@linkcode RUNS} times, the three taking turns, and the median counts, with
  * the copy removed (or the unification undone) and the disk settled in between: on ext4 one
  * `cp -a` of the same files took anywhere from 1.2 to 4.0 s on the same filesystem, depending
@@ -40,16 +44,22 @@ export interface CopyFallbackResult {
   /** Median of {@linkcode cpRunsMs}. */
   cpMs: number;
   cpRunsMs: number[];
+  /** CPU time (user + system) of each `cp -a` run, in the order of {@linkcode cpRunsMs}. */
+  cpCpuRunsMs?: number[];
   /** One node:crypto pass over the `cp -a` copy, feeding sha256 and sha512. */
   hashOnePassMs: number;
   /** Median of {@linkcode cpWithHashRunsMs}. */
   cpWithHashMs: number;
   /** `cp -a` of the layers and a hash pass over them, run at once: wall until both ended. */
   cpWithHashRunsMs: number[];
+  /** CPU time of `cp -a` and the hash pass together, per run of {@linkcode cpWithHashRunsMs}. */
+  cpWithHashCpuRunsMs?: number[];
   unify: {
     /** Median of {@linkcode runsMs}; the stages and memory are that run's. */
     totalMs: number;
     runsMs: number[];
+    /** CPU time of each run of {@linkcode runsMs}, the digest thread's included. */
+    cpuRunsMs?: number[];
     stages: UnifyStages;
     maxRssKiB: number | null;
     rssByStage: Record<string, number>;
@@ -85,7 +95,9 @@ export async function benchCopyFallback(
 
   const copy = `${mountpoint}/cp-copy`;
   const cpRuns: number[] = [];
+  const cpCpuRuns: number[] = [];
   const cpWithHashRuns: number[] = [];
+  const cpWithHashCpuRuns: number[] = [];
   let hashOnePassMs = 0;
   const hashPass = (dir: string) => [Deno.execPath(), "run", "-A", "--quiet", HASH_TREE, dir];
   const repoConfig = `${host.root}/sysroot/ostree/repo/config`;
@@ -101,18 +113,21 @@ export async function benchCopyFallback(
       await settle(mountpoint);
     }
     log(`ext4: cp -a of the layers (${i + 1}/${RUNS})`);
-    cpRuns.push((await timeProcess(["cp", "-a", `${store}/overlay`, copy])).ms);
+    const cp = await timeProcess(["cp", "-a", `${store}/overlay`, copy], { cpuTime: true });
+    cpRuns.push(cp.ms);
+    cpCpuRuns.push(cp.cpuMs!);
     if (i === 0) hashOnePassMs = (await timeProcess(hashPass(copy))).ms;
     await runOk(["rm", "-rf", copy]);
     await settle(mountpoint);
 
     log(`ext4: cp -a and a hash pass at once (${i + 1}/${RUNS})`);
     const start = performance.now();
-    await Promise.all([
-      timeProcess(["cp", "-a", `${store}/overlay`, copy]),
-      timeProcess(hashPass(`${store}/overlay`)),
+    const both = await Promise.all([
+      timeProcess(["cp", "-a", `${store}/overlay`, copy], { cpuTime: true }),
+      timeProcess(hashPass(`${store}/overlay`), { cpuTime: true }),
     ]);
     cpWithHashRuns.push(performance.now() - start);
+    cpWithHashCpuRuns.push(both[0].cpuMs! + both[1].cpuMs!);
     await runOk(["rm", "-rf", copy]);
     await settle(mountpoint);
 
@@ -151,12 +166,15 @@ export async function benchCopyFallback(
     skopeoPullMs,
     cpMs: median(cpRuns),
     cpRunsMs: cpRuns,
+    cpCpuRunsMs: cpCpuRuns,
     hashOnePassMs,
     cpWithHashMs: median(cpWithHashRuns),
     cpWithHashRunsMs: cpWithHashRuns,
+    cpWithHashCpuRunsMs: cpWithHashCpuRuns,
     unify: {
       totalMs: r.ms,
       runsMs: unifyMs,
+      cpuRunsMs: unifyRuns.map((u) => u.run.cpuMs!),
       stages: unifyStages(r),
       maxRssKiB: r.maxRssKiB,
       rssByStage: peakRssByStage(r),

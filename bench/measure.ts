@@ -34,6 +34,11 @@ export interface TimedRun {
   /** Peak RSS in KiB of the process and its waited-for children (`maxRssOf`), when asked. */
   maxRssKiB: number | null;
   /**
+   * CPU time (user + system) of the process and its waited-for children (`cpuMsOf`), when
+   * asked: what the run cost the machine's cores, which the wall time hides when threads wait.
+   */
+  cpuMs: number | null;
+  /**
    * With `peakRss`: the command's own RSS (VmRSS of the process GNU time runs) every
    * {@linkcode RSS_SAMPLE_MS}, to see which stage the memory grows in.
    */
@@ -70,8 +75,10 @@ async function firstChildOf(pid: number, done: () => boolean): Promise<number | 
 
 /** Options of {@linkcode timeProcess}. */
 export interface TimeProcessOptions {
-  /** Run under `/usr/bin/time -v` and report the peak RSS. */
+  /** Run under `/usr/bin/time -v`, report the peak RSS and CPU time, sample the RSS. */
   peakRss?: boolean;
+  /** Run under `/usr/bin/time -v` and report the CPU time (no RSS sampling). */
+  cpuTime?: boolean;
   env?: Record<string, string>;
   /** Throw unless the exit code is 0 (default true). */
   check?: boolean;
@@ -100,7 +107,7 @@ export async function timeProcess(
   cmd: string[],
   opts: TimeProcessOptions = {},
 ): Promise<TimedRun> {
-  const timeFile = opts.peakRss
+  const timeFile = opts.peakRss || opts.cpuTime
     ? await Deno.makeTempFile({ prefix: "unistore-bench-time-" })
     : null;
   const argv = timeFile ? [GNU_TIME, "-v", "-o", timeFile, ...cmd] : cmd;
@@ -139,7 +146,7 @@ export async function timeProcess(
     })();
     let exited = false;
     const rssSamples: { atMs: number; kib: number }[] = [];
-    const sampled = timeFile
+    const sampled = opts.peakRss
       ? (async () => {
         const pid = await firstChildOf(child.pid, () => exited);
         while (pid !== null && !exited) {
@@ -164,9 +171,15 @@ export async function timeProcess(
       stdout,
       stderr: otherLines.join("\n"),
       events,
-      maxRssKiB: timeFile ? maxRssOf(await Deno.readTextFile(timeFile)) : null,
+      maxRssKiB: null,
+      cpuMs: null,
       rssSamples,
     };
+    if (timeFile) {
+      const report = await Deno.readTextFile(timeFile);
+      result.maxRssKiB = maxRssOf(report);
+      result.cpuMs = cpuMsOf(report);
+    }
     if ((opts.check ?? true) && status.code !== 0) {
       throw new Error(
         `benchmark step failed (exit ${status.code}): ${cmd.join(" ")}\n${result.stderr}\n` +
@@ -190,6 +203,28 @@ export function maxRssOf(report: string): number {
     throw new Error(`/usr/bin/time -v report without "Maximum resident set size":\n${report}`);
   }
   return Number(m[1]);
+}
+
+/**
+ * User plus system time, in ms, of a `/usr/bin/time -v` report ("User time (seconds): 0.05",
+ * "System time (seconds): 1.53"): like the peak RSS, the process's and its waited-for
+ * children's (getrusage(2) `RUSAGE_CHILDREN`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cpuMsOf } from "./measure.ts";
+ *
+ * assert.equal(cpuMsOf("\tUser time (seconds): 0.05\n\tSystem time (seconds): 1.53\n"), 1580);
+ * ```
+ */
+export function cpuMsOf(report: string): number {
+  const user = /User time \(seconds\): ([\d.]+)/.exec(report);
+  const system = /System time \(seconds\): ([\d.]+)/.exec(report);
+  if (!user || !system) {
+    throw new Error(`/usr/bin/time -v report without "User time" and "System time":\n${report}`);
+  }
+  return Math.round(1000 * (Number(user[1]) + Number(system[1])));
 }
 
 /** Bytes used on the filesystem of `mountpoint` (`df`), after a `sync -f` so delayed allocation counts. */

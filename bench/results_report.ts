@@ -12,7 +12,7 @@ import type { TreeResult } from "./reflink_engine.ts";
 import type { RssPoint } from "./rss_scaling.ts";
 import type { UnifyXfsResult } from "./unify_xfs.ts";
 import type { UnifyStages } from "./unify_stages.ts";
-import { RSS_SAMPLE_MS } from "./measure.ts";
+import { median, RSS_SAMPLE_MS } from "./measure.ts";
 import { UNISTORE_V8_FLAGS } from "../scripts/v8_flags.ts";
 
 /** The machine the numbers come from. */
@@ -185,6 +185,21 @@ function costCentres(r: BenchResults): string[] {
         `layer's diff_id, the fs-verity digest naming each object), so that pair is its floor ` +
         `here; the rest is its per-file work (tar-split, opens, links, splitstream).`,
     );
+    const cpu = c.cpCpuRunsMs && c.cpWithHashCpuRunsMs && c.unify.cpuRunsMs;
+    if (cpu) {
+      const cores = r.machine.cpus;
+      const cpCpu = median(c.cpCpuRunsMs!);
+      const importCpu = median(c.unify.cpuRunsMs!);
+      L.push(
+        `- CPU time of the same runs (user + system, medians): \`cp -a\` ${s(cpCpu)}, \`cp -a\` ` +
+          `and the hash pass ${s(median(c.cpWithHashCpuRunsMs!))}, the import ` +
+          `${s(importCpu)} (both of its threads). On ${cores} CPUs the import cannot end in ` +
+          `less than ${s(importCpu / cores)} however its work is spread over threads ` +
+          `(${ratio(importCpu / cores, c.cpMs)} of \`cp -a\`); within 1.3× of \`cp -a\` it ` +
+          `would have to need at most ${s(1.3 * c.cpMs * cores)} of CPU, ` +
+          `${ratio(1.3 * c.cpMs * cores, importCpu)} of what it needs now.`,
+      );
+    }
   }
   if (!u) {
     L.push("");
@@ -537,7 +552,9 @@ export function renderResultsMarkdown(r: BenchResults): string {
       "and hashed on a second thread; no ostree dedupe without reflinks). The floor for a copy " +
       "with digests starts `cp -a` of the layers and bench/hash_tree.ts over the same files at " +
       "the same moment, as two processes, and takes the wall time until both have ended. " +
-      "The three take turns, run by run (`cp -a`, the floor, unistore; three rounds).",
+      "The three take turns, run by run (`cp -a`, the floor, unistore; three rounds). Each " +
+      "process runs under GNU time, whose user + system times (the process and the children it " +
+      "waited for) are the CPU times reported.",
     "- **peak RSS**: GNU time's `Maximum resident set size` of `set-unified full --no-pull`.",
     "",
   );
