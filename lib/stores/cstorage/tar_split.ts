@@ -32,6 +32,7 @@ import { writeAll } from "../../../ffi/fs.ts";
 import { concatBytes, TransformPump } from "../../oci/compression.ts";
 import { binaryFromBytes, type BinaryString, goClean, printable } from "./entry_path.ts";
 import { StoreFormatError, UnsupportedLayerError } from "./errors.ts";
+import { NameFingerprintSet } from "./name_fingerprints.ts";
 
 /** Entry type numbers. Swapping them turns headers into file names for every reader. */
 export const TAR_SPLIT_TYPE = { file: 1, segment: 2 } as const;
@@ -166,15 +167,17 @@ export function parseTarSplitLine(line: string, where: string): TarSplitEntry {
   return { type: "file", name, size, crc, position };
 }
 
-/** Go's `ErrDuplicatePath` check: the set of cleaned names seen so far. */
+/**
+ * Go's `ErrDuplicatePath` check: the cleaned names seen so far, as fingerprints (a layer's
+ * worth of names as strings was the largest structure of an import).
+ */
 export class DuplicatePathCheck {
-  readonly #seen = new Set<BinaryString>();
+  readonly #seen = new NameFingerprintSet();
   constructor(readonly where: string) {}
 
   /** Throws {@linkcode UnsupportedLayerError} when `name` cleans to a path already seen. */
   add(name: BinaryString): void {
-    const key = goClean(name);
-    if (this.#seen.has(key)) {
+    if (!this.#seen.add(goClean(name))) {
       throw new UnsupportedLayerError(
         this.where,
         "the tar has more than one entry for this path; containers-storage (tar-split) refuses " +
@@ -182,7 +185,6 @@ export class DuplicatePathCheck {
         printable(name),
       );
     }
-    this.#seen.add(key);
   }
 }
 
