@@ -185,14 +185,14 @@ function costCentres(r: BenchResults): string[] {
         `layer's diff_id, the fs-verity digest naming each object), so that pair is its floor ` +
         `here; the rest is its per-file work (tar-split, opens, links, splitstream).`,
     );
-    const cpu = c.cpCpuRunsMs && c.cpWithHashCpuRunsMs && c.unify.cpuRunsMs;
-    if (cpu) {
+    const { cpCpuRunsMs, cpWithHashCpuRunsMs } = c, importCpuRunsMs = c.unify.cpuRunsMs;
+    if (cpCpuRunsMs && cpWithHashCpuRunsMs && importCpuRunsMs) {
       const cores = r.machine.cpus;
-      const cpCpu = median(c.cpCpuRunsMs!);
-      const importCpu = median(c.unify.cpuRunsMs!);
+      const importCpu = median(importCpuRunsMs);
       L.push(
-        `- CPU time of the same runs (user + system, medians): \`cp -a\` ${s(cpCpu)}, \`cp -a\` ` +
-          `and the hash pass ${s(median(c.cpWithHashCpuRunsMs!))}, the import ` +
+        `- CPU time of the same runs (user + system, medians): \`cp -a\` ` +
+          `${s(median(cpCpuRunsMs))}, \`cp -a\` and the hash pass ` +
+          `${s(median(cpWithHashCpuRunsMs))}, the import ` +
           `${s(importCpu)} (both of its threads). On ${cores} CPUs the import cannot end in ` +
           `less than ${s(importCpu / cores)} however its work is spread over threads ` +
           `(${ratio(importCpu / cores, c.cpMs)} of \`cp -a\`); within 1.3× of \`cp -a\` it ` +

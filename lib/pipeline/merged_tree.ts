@@ -372,7 +372,8 @@ export class MergedTree {
   #parentFor(parts: string[], where: string): DirNode {
     let dir = this.#root;
     dir.touched = this.#layer;
-    for (const [i, p] of parts.slice(0, -1).entries()) {
+    for (let i = 0; i < parts.length - 1; i++) {
+      const p = parts[i];
       let next = dir.children.get(p);
       if (next?.kind === "leaf") {
         const raw = entryPath(parts.slice(0, i + 1).join("/"));

@@ -18,31 +18,7 @@
 /** Slots a set starts with (a power of two). */
 const INITIAL_SLOTS = 1024;
 
-/**
- * The two halves of the last {@linkcode fingerprint}: one module-level pair instead of an
- * array per name.
- */
-let fpA = 0, fpB = 0;
-
-/**
- * Fingerprints `s` into `fpA`, `fpB`: two 32-bit hashes of its UTF-16 code units with
- * different multipliers, each finished by murmur3's avalanche step; never (0, 0). Only
- * compared within one process: changing it changes nothing stored.
- */
-function fingerprint(s: string): void {
-  let a = 0x811c9dc5; // FNV-1a
-  let b = 0x9e3779b9;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193);
-    b = Math.imul(b + c, 0x5bd1e995);
-    b ^= b >>> 15;
-  }
-  fpA = avalanche(a ^ s.length);
-  fpB = avalanche(b);
-  if (fpA === 0 && fpB === 0) fpB = 1; // (0, 0) marks an empty slot
-}
-
+/** murmur3's finalizer: every input bit flips about half of the output bits. */
 function avalanche(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
@@ -79,10 +55,23 @@ export class NameFingerprintSet {
 
   /** Adds `name`; false when it (or a name with the same fingerprint) was there already. */
   add(name: string): boolean {
-    fingerprint(name);
-    if (!this.#insert(fpA, fpB)) return false;
+    // The fingerprint: two 32-bit hashes of the UTF-16 code units with different multipliers,
+    // each finished by murmur3's avalanche step. Only compared within one process: changing it
+    // changes nothing stored.
+    let a = 0x811c9dc5; // FNV-1a
+    let b = 0x9e3779b9;
+    for (let i = 0; i < name.length; i++) {
+      const c = name.charCodeAt(i);
+      a = Math.imul(a ^ c, 0x01000193);
+      b = Math.imul(b + c, 0x5bd1e995);
+      b ^= b >>> 15;
+    }
+    a = avalanche(a ^ name.length);
+    b = avalanche(b);
+    if (a === 0 && b === 0) b = 1; // (0, 0) marks an empty slot
+    if (!this.#insert(a, b)) return false;
     this.#size++;
-    if (2 * this.#size > this.#slots.length / 2) this.#grow();
+    if (this.#size > this.#slots.length / 4) this.#grow(); // more than half of the slots used
     return true;
   }
 
