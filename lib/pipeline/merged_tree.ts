@@ -28,6 +28,7 @@
  * @module
  */
 
+import { binaryFromBytes, bytesFromBinary } from "../oci/binary_string.ts";
 import type { TarEntry, TarTime } from "../oci/tar.ts";
 import type { ObjectId } from "../stores/composefs/object_id.ts";
 import type { ComposefsRepo } from "../stores/composefs/repository.ts";
@@ -143,24 +144,9 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 /** For messages only: a non-UTF-8 name shown with replacement characters. */
 const lossy = new TextDecoder();
 
-/** Raw bytes as a string of one char per byte: a lossless Map key for any name. */
-function byteString(bytes: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 8192) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
-  }
-  return s;
-}
-
-function stringBytes(s: string): Uint8Array {
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
-
 /** A raw-byte path (one char per byte) as an entry path: UTF-8 text, or the bytes. */
 function entryPath(raw: string): string | Uint8Array {
-  const bytes = stringBytes(raw);
+  const bytes = bytesFromBinary(raw);
   try {
     return utf8.decode(bytes);
   } catch {
@@ -183,7 +169,7 @@ function components(path: Uint8Array, where: string): string[] {
     if (isDotDot) {
       throw new MergedTreeError(where, `".." in an image path is not allowed`);
     }
-    if (len > 0 && !isDot) out.push(byteString(path.subarray(start, i)));
+    if (len > 0 && !isDot) out.push(binaryFromBytes(path.subarray(start, i)));
     start = i + 1;
   }
   return out;
@@ -573,7 +559,7 @@ function contentKey(inode: Inode): string {
   const c = inode.content as { id: ObjectId };
   const xattrs = [...inode.meta.xattrs]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([n, v]) => `${n}=${byteString(v)}`)
+    .map(([n, v]) => `${n}=${binaryFromBytes(v)}`)
     .join("\0");
   return `object:${c.id}:${inode.meta.uid}:${inode.meta.gid}:${inode.meta.mode}:${xattrs}`;
 }

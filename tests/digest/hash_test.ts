@@ -88,6 +88,9 @@ Deno.test("toHex spells bytes as lowercase hex, two digits each", () => {
   assert.equal(toHex(new Uint8Array([0, 1, 0x0f, 0x10, 0xab, 0xff])), "00010f10abff");
   const all = Uint8Array.from({ length: 256 }, (_, i) => i);
   assert.equal(toHex(all), Buffer.from(all).toString("hex"));
+  // Longer than any one-call argument limit: the whole input, in order.
+  const long = pseudoRandomBytes(100_000);
+  assert.equal(toHex(long), Buffer.from(long).toString("hex"));
 });
 
 Deno.test("fromHex round-trips toHex", () => {

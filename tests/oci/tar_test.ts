@@ -261,3 +261,38 @@ toolTest("tar reader: entry names, types, sizes and owners match GNU tar's listi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** `bytes` with `field` written at `at` in the header at `header`, its checksum made right. */
+function patchHeader(bytes: Uint8Array, header: number, at: number, field: Uint8Array): Uint8Array {
+  const out = bytes.slice();
+  out.set(field, header + at);
+  out.fill(0x20, header + 148, header + 156);
+  const sum = out.subarray(header, header + 512).reduce((s, x) => s + x, 0);
+  out.set(new TextEncoder().encode(sum.toString(8).padStart(6, "0") + "\0 "), header + 148);
+  return out;
+}
+
+Deno.test("tar reader: numeric fields as Go reads them (spaces, text after a NUL, base-256 negatives)", async () => {
+  const enc = (s: string) => new TextEncoder().encode(s);
+  const plain = new TarBuilder("ustar").file("f", "x").build();
+  // Leading spaces and NULs skipped; everything after the first NUL inside the field ignored.
+  let bytes = patchHeader(plain, 0, 100, enc(" 0644\0x7"));
+  // mtime -1 in base-256: marker bit, then two's complement ones (Go's `formatNumeric`).
+  bytes = patchHeader(bytes, 0, 136, new Uint8Array(12).fill(0xff));
+  // uid 2^33 in base-256: larger than 8 octal digits can say.
+  const uid = new Uint8Array(8);
+  uid[0] = 0x80;
+  uid[3] = 0x02;
+  bytes = patchHeader(bytes, 0, 108, uid);
+  const { entries } = await readAll(bytes);
+  assert.equal(entries[0].mode, 0o644);
+  assert.equal(entries[0].mtime.sec, -1);
+  assert.equal(entries[0].uid, 2 ** 33);
+
+  const bad = patchHeader(plain, 0, 116, enc("00012x4\0"));
+  await assert.rejects(readAll(bad), (e: unknown) => {
+    assert.ok(e instanceof TarFormatError);
+    assert.match(e.message, /at byte 0: invalid octal gid field "00012x4\\u0000"/);
+    return true;
+  });
+});

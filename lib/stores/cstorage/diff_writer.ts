@@ -59,14 +59,8 @@ import {
   type CopyPolicy,
   type PlaceMethod,
 } from "../../reflink/place.ts";
-import {
-  binaryFromBytes,
-  type BinaryString,
-  bytesFromBinary,
-  goClean,
-  layerComponents,
-  printable,
-} from "./entry_path.ts";
+import { binaryFromBytes, type BinaryString, bytesFromBinary } from "../../oci/binary_string.ts";
+import { goClean, layerComponents, printable } from "./entry_path.ts";
 import { LayerIntegrityError, UnsupportedLayerError } from "./errors.ts";
 import { MODES } from "./layout.ts";
 import { removeTreeAt } from "../../../ffi/remove_tree.ts";

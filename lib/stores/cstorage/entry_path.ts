@@ -3,31 +3,13 @@
  * for escapes, and split into components that are opened one by one relative to a directory fd
  * (never joined onto a host path).
  *
- * Names are raw bytes (they need not be UTF-8). They are carried as "binary strings", one
- * UTF-16 code unit per byte (0–255), so they can key maps and be compared cheaply while staying
- * byte-exact: {@linkcode binaryFromBytes} and {@linkcode bytesFromBinary} convert.
+ * Names are raw bytes (they need not be UTF-8), carried as binary strings
+ * (lib/oci/binary_string.ts).
  *
  * @module
  */
 
-/** A byte string stored one byte per UTF-16 code unit. */
-export type BinaryString = string;
-
-/** Bytes as a {@linkcode BinaryString}. */
-export function binaryFromBytes(bytes: Uint8Array): BinaryString {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 8192) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
-  }
-  return s;
-}
-
-/** A {@linkcode BinaryString} back to bytes. */
-export function bytesFromBinary(s: BinaryString): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
+import { type BinaryString, bytesFromBinary } from "../../oci/binary_string.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 

@@ -24,7 +24,8 @@ import {
   statAt,
 } from "../../../ffi/fs.ts";
 import { lgetAllXattrsAt, lgetxattrAt } from "../../../ffi/xattr.ts";
-import { binaryFromBytes, type BinaryString, bytesFromBinary, printable } from "./entry_path.ts";
+import { binaryFromBytes, type BinaryString, bytesFromBinary } from "../../oci/binary_string.ts";
+import { printable } from "./entry_path.ts";
 import { OVERLAY_OPAQUE_XATTR } from "./diff_writer.ts";
 import { LAYER_DIR, PATHS } from "./layout.ts";
 import type { StoreRoot } from "./store_root.ts";

@@ -17,13 +17,8 @@ import { close, closeQuietly, O, openAt, openDirAt, read } from "../../../ffi/fs
 import { Crc64Iso } from "../../digest/crc64.ts";
 import { StreamingHash, toHex } from "../../digest/hash.ts";
 import { gzipDecompressStream } from "../../oci/compression.ts";
-import {
-  type BinaryString,
-  bytesFromBinary,
-  goClean,
-  layerComponents,
-  printable,
-} from "./entry_path.ts";
+import { type BinaryString, bytesFromBinary } from "../../oci/binary_string.ts";
+import { goClean, layerComponents, printable } from "./entry_path.ts";
 import { LayerIntegrityError, LayerNotFoundError } from "./errors.ts";
 import type { LayerRecord } from "./layer_record.ts";
 import { LAYER_DIR, PATHS, tarSplitPath } from "./layout.ts";

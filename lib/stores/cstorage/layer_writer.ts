@@ -38,7 +38,8 @@ import {
   type PayloadSink,
   WHITEOUT_PREFIX,
 } from "./diff_writer.ts";
-import { binaryFromBytes, goBase } from "./entry_path.ts";
+import { binaryFromBytes } from "../../oci/binary_string.ts";
+import { goBase } from "./entry_path.ts";
 import { DiffIdMismatchError, LayerNotFoundError } from "./errors.ts";
 import { type JsonObject, readRecordFile, writeRecordFile } from "./json_records.ts";
 import { COMPRESSION, goTimeNow, layerRecordJson, parseLayerRecord } from "./layer_record.ts";

@@ -30,7 +30,8 @@ import { Buffer } from "node:buffer";
 import zlib from "node:zlib";
 import { writeAll } from "../../../ffi/fs.ts";
 import { concatBytes, TransformPump } from "../../oci/compression.ts";
-import { binaryFromBytes, type BinaryString, goClean, printable } from "./entry_path.ts";
+import { binaryFromBytes, type BinaryString } from "../../oci/binary_string.ts";
+import { goClean, printable } from "./entry_path.ts";
 import { StoreFormatError, UnsupportedLayerError } from "./errors.ts";
 import { NameFingerprintSet } from "./name_fingerprints.ts";
 

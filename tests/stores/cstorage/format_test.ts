@@ -5,12 +5,8 @@ import assert from "node:assert/strict";
 import zlib from "node:zlib";
 import { Crc64Iso } from "../../../lib/digest/crc64.ts";
 import { bigDataFileName } from "../../../lib/stores/cstorage/big_data.ts";
-import {
-  binaryFromBytes,
-  goBase,
-  goClean,
-  layerComponents,
-} from "../../../lib/stores/cstorage/entry_path.ts";
+import { binaryFromBytes } from "../../../lib/oci/binary_string.ts";
+import { goBase, goClean, layerComponents } from "../../../lib/stores/cstorage/entry_path.ts";
 import {
   AmbiguousImageError,
   StoreFormatError,
