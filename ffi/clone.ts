@@ -94,13 +94,24 @@ export function fidedupeRange(
 }
 
 /**
- * copy_file_range(2) from the file positions of `srcFd` to `dstFd`; returns
- * the bytes copied (0 at the end of the source). On XFS and btrfs the kernel
- * shares extents instead of copying.
+ * copy_file_range(2) of up to `length` bytes from `srcOffset` in `srcFd` to `dstOffset` in
+ * `dstFd`; returns the bytes copied (0 at the end of the source). Explicit offsets leave both
+ * file positions alone, so two threads may copy from one open source at once. On XFS and
+ * btrfs the kernel shares extents instead of copying.
  */
-export function copyFileRange(srcFd: number, dstFd: number, length: number, what?: string): number {
+export function copyFileRange(
+  srcFd: number,
+  srcOffset: number,
+  dstFd: number,
+  dstOffset: number,
+  length: number,
+  what?: string,
+): number {
+  // The loff_t values the kernel reads and advances.
+  const offIn = new BigInt64Array([BigInt(srcOffset)]);
+  const offOut = new BigInt64Array([BigInt(dstOffset)]);
   for (;;) {
-    const rc = libc.copy_file_range(srcFd, null, dstFd, null, BigInt(length), 0);
+    const rc = libc.copy_file_range(srcFd, offIn, dstFd, offOut, BigInt(length), 0);
     const err = errno[0];
     const n = Number(rc);
     if (n >= 0) return n;

@@ -14,10 +14,12 @@
  *    ({@linkcode CStorage.layerTarParts}) and split as composefs-rs splits a layer
  *    (specs/composefs-repo.md §5.10): headers, padding, small payloads inline; each regular
  *    file over 64 bytes becomes an object CLONED from its `diff/` file, named by the fs-verity
- *    digest of the bytes placed (measured by the kernel in secure repositories). Those bytes are
- *    read once, and in that same pass feed the fs-verity digest, the file's CRC-64 (checked
- *    against tar-split, as c/storage does when it rebuilds a tar) and the layer's sha256, which
- *    must equal the diff_id before the stream is registered (`syncfs`, then the symlink).
+ *    digest of the bytes placed (measured by the kernel in secure repositories). The digest
+ *    thread reads those bytes once, for the fs-verity digest and the layer's sha256, which must
+ *    equal the diff_id before the stream is registered (`syncfs`, then the symlink); a file's
+ *    CRC-64 (tar-split's own check) is only computed to name a culprit once the sha256 failed.
+ *    Files whose fs-verity digest this thread takes while the digest thread is behind are read
+ *    twice, once on each thread.
  * 4. Then the config stream (named refs: each diff_id → its layer stream) and the manifest
  *    stream (`config:<digest>` and the diff_ids), each holding the JSON bytes as one object;
  *    then the tags. Present streams are skipped, so a second import writes nothing.
@@ -65,7 +67,7 @@ import {
   type LayerTarPart,
 } from "../stores/cstorage/mod.ts";
 import { LayerStreamError, PipelineError } from "./errors.ts";
-import { type FileDigests, LayerDigests } from "./layer_digests.ts";
+import { type FileDigests, LayerDigests, type PendingDigests } from "./layer_digests.ts";
 import { placeholderTar } from "./placeholder_tar.ts";
 import { assertUnchanged, type SourceVersion, sourceVersion } from "../reflink/source_version.ts";
 import {
@@ -108,6 +110,10 @@ export interface CStorageImportOptions {
 export interface CStorageLayerStats extends LayerSplitStats {
   /** Bytes of external chunks placed into new or existing objects, by how they were placed. */
   placedBytes: Record<PlaceMethod, number>;
+  /** Files whose fs-verity digest the placing thread computed, the digest thread being behind. */
+  hashedWhileWaiting: number;
+  /** Files the digest thread copied itself, being far ahead (copy mode only). */
+  copiedByDigestThread: number;
 }
 
 /** One layer of the imported image. */
@@ -151,7 +157,9 @@ interface PendingFile {
   srcFd: number;
   /** What the source was when opened: the bytes hashed and the bytes cloned must be these. */
   version: SourceVersion;
-  digests: PromiseLike<FileDigests>;
+  digests: PendingDigests;
+  /** The digests, when this thread computed them itself rather than wait ({@linkcode stealWhileWaiting}). */
+  stolen: FileDigests | null;
   /** The tar entry's payload size. */
   expected: number;
   nameText: string;
@@ -190,32 +198,36 @@ function hashFile(
 ): PendingFile {
   const version = sourceVersion(srcFd);
   const p = digests.file(srcFd, version, opts.what, opts.ostreeChecksum);
-  return { srcFd, version, digests: p, ...opts };
+  return { srcFd, version, digests: p, stolen: null, ...opts };
 }
 
 /**
  * Checks a pending file's size against the tar entry, clones it (or copies it, as `policy`
  * allows) into an unnamed file of `repo`, checks the source is still the version that was
  * hashed, and links the object under its fs-verity digest (secure repositories: measured by
- * the kernel). Always releases the source fd and the staged file.
+ * the kernel). Releases the staged file, and the source fd once the digest thread is done with
+ * it (at once, or through `lingering` for a file whose digest this thread stole).
  *
  * A clone waits for the digests, because the digest thread may first make the source share
  * its ostree object's blocks, which the clone must then share too. A copy shares nothing, so
- * it is made while the digest thread hashes the same bytes: in copy mode the copy is most of
- * this thread's work and the hashing all of the other's. (Copying when the file is handed to
- * the digest thread, up to a thousand files ahead, measured slower on ext4.)
+ * it is made while the digest thread hashes the same bytes, unless the digest thread, far
+ * ahead, already staged it (see lib/pipeline/layer_digests.ts). (Copying on this thread when
+ * the file is handed to the digest thread, up to a thousand files ahead, measured slower.)
  */
 async function placeFile(
   repo: ComposefsRepo,
   f: PendingFile,
   place: Placement,
   where: string,
+  lingering: Promise<void>[],
 ): Promise<{
   id: ObjectId;
   size: number;
   method: PlaceMethod;
   outcome: ObjectOutcome;
   share: FileDigests["share"];
+  /** The copy linked was the digest thread's. */
+  copiedAhead: boolean;
 }> {
   let tmp: TmpClone | null = null;
   try {
@@ -226,8 +238,15 @@ async function placeFile(
         what: f.what,
         size: f.version.size,
       });
-    if (place.copyOnly) tmp = stage();
-    const d = await f.digests;
+    // Settled already (the digest thread is far ahead): it may have staged the copy itself.
+    let d = f.stolen ?? (f.digests.settled ? await f.digests : null);
+    if (place.copyOnly && !d?.copy) tmp = stage();
+    d ??= await f.digests;
+    let copiedAhead = false;
+    if (d.copy) {
+      if (tmp) discardClone(d.copy); // both copied (it settled meanwhile): keep one
+      else [tmp, copiedAhead] = [d.copy, true];
+    }
     if (d.size !== f.expected) {
       throw sizeMismatch(where, f.nameText, f.expected, d.size);
     }
@@ -243,14 +262,63 @@ async function placeFile(
       // object's blocks, else each copy in containers-storage keeps blocks of its own.
       shareWithComposefsObject(repo, r.id, f.srcFd, f.what);
     }
-    return { id: r.id, size: d.size, method: staged.method, outcome: r.outcome, share: d.share };
+    return {
+      id: r.id,
+      size: d.size,
+      method: staged.method,
+      outcome: r.outcome,
+      share: d.share,
+      copiedAhead,
+    };
   } catch (e) {
     if (tmp) discardClone(tmp);
     // The digest thread may still be reading the source: it stays open until it is done.
     await Promise.resolve(f.digests).catch(() => {});
     throw e;
   } finally {
-    close(f.srcFd);
+    if (f.digests.settled) close(f.srcFd);
+    else lingering.push(closeWhenHashed(f));
+  }
+}
+
+/**
+ * Closes a placed file's source once the digest thread is done with it (a file whose
+ * fs-verity digest this thread stole is still read there for the stream hash). Settles as the
+ * digest thread's result does: a file it found changed fails the layer.
+ */
+function closeWhenHashed(f: PendingFile): Promise<void> {
+  const done = Promise.resolve(f.digests).then(
+    () => close(f.srcFd),
+    (e) => {
+      close(f.srcFd);
+      throw e;
+    },
+  );
+  done.catch(() => {}); // awaited by the layer, in order
+  return done;
+}
+
+/**
+ * While the digest thread is behind (a run of large files), this thread computes fs-verity
+ * digests itself instead of waiting: the head file's when the digest thread has not reached it,
+ * else files from the far end of the queue, where the digest thread will come last. Stops once
+ * the head's digests are in, or when nothing is left to take.
+ */
+function stealWhileWaiting(digests: LayerDigests, head: PendingFile, queue: StreamItem[]): void {
+  if (head.stolen || digests.answered(head.digests)) return;
+  head.stolen = digests.steal(head.digests);
+  let far = queue.length - 1;
+  while (!head.stolen && !digests.answered(head.digests)) {
+    while (far >= 0) {
+      const item = queue[far];
+      if ("file" in item && !item.file.stolen) break;
+      far--;
+    }
+    if (far < 0) return;
+    const f = (queue[far] as { file: PendingFile }).file;
+    const d = digests.steal(f.digests);
+    if (!d) return; // the digest thread got there too: all the files before it are its own
+    f.stolen = d;
   }
 }
 
@@ -267,7 +335,8 @@ function sizeMismatch(where: string, name: string, expected: number, found: numb
 async function discardPending(files: PendingFile[]): Promise<void> {
   for (const f of files) {
     try {
-      await f.digests;
+      const d = await f.digests;
+      if (d.copy) discardClone(d.copy);
     } catch { /* the first failure is what the caller reports */ }
     closeQuietly(f.srcFd);
   }
@@ -307,10 +376,15 @@ async function splitStoreLayer(
   });
 
   const alg = diffId.startsWith("sha512:") ? "sha512" : "sha256";
+  const maxInFlight = filesInFlight();
   digests.begin(
     alg,
     repo.verity === "insecure" ? repo.algorithm : null,
     share ? share.repo.objectsDirfd : null,
+    // Where nothing can be cloned, the digest thread copies the files it is far ahead on.
+    place.copyOnly
+      ? { dirfd: repo.objectsDirfd(true), mode: OBJECT_MODE, minAhead: maxInFlight >> 2 }
+      : null,
   );
   const stats: CStorageLayerStats = {
     entries: 0,
@@ -320,6 +394,8 @@ async function splitStoreLayer(
     inlineBytes: 0,
     size: 0,
     placedBytes: { reflink: 0, copy_file_range: 0, readwrite: 0 },
+    hashedWhileWaiting: 0,
+    copiedByDigestThread: 0,
   };
   const tar = new TarReader(source, where);
   const w = new SplitStreamWriter(repo, CONTENT_TYPE.ociLayer);
@@ -327,7 +403,9 @@ async function splitStoreLayer(
   const inlineBytes = new ByteQueue(); // copied in: the reader reuses its buffers
   const readBuf = new Uint8Array(READ_CHUNK); // small files, read whole into the stream
   let inFlight = 0;
-  const maxInFlight = filesInFlight();
+  // Placed files whose source the digest thread still reads (their digests were stolen): they
+  // count against the window of open files, and settle in order.
+  const lingering: Promise<void>[] = [];
   const inline = (bytes: Uint8Array) => {
     digests.inline(bytes);
     inlineBytes.push(bytes);
@@ -341,11 +419,15 @@ async function splitStoreLayer(
       else if ("boundary" in item) await w.markBoundary();
       else {
         inFlight--;
-        const placed = await placeFile(repo, item.file, place, where);
+        digests.placing(item.file.digests);
+        stealWhileWaiting(digests, item.file, queue);
+        const placed = await placeFile(repo, item.file, place, where, lingering);
         await w.writeReference(placed.id, placed.size);
         stats.externalChunks++;
         stats.externalBytes += placed.size;
         stats.placedBytes[placed.method] += placed.size;
+        if (item.file.stolen) stats.hashedWhileWaiting++;
+        if (placed.copiedAhead) stats.copiedByDigestThread++;
         if (placed.outcome === "written") stats.newObjects++;
         if (stats.externalChunks % TRIM_EVERY_FILES === 0) releaseFreeMemory();
         if (share && placed.share) countShare(share.stats, placed.share);
@@ -398,7 +480,10 @@ async function splitStoreLayer(
             throw err;
           }
           queue.push({ file: pending });
-          if (++inFlight > maxInFlight) await drain(false);
+          if (++inFlight + lingering.length > maxInFlight) {
+            if (lingering.length > 0) await lingering.shift();
+            else await drain(false);
+          }
         } else {
           try {
             // Up to one byte more than the entry: a longer file fails the size check. Sizes are
@@ -441,6 +526,7 @@ async function splitStoreLayer(
       );
     }
     await drain(true);
+    while (lingering.length > 0) await lingering.shift();
     const found = `${alg}:${toHex(await digests.end())}`;
     if (found !== diffId) {
       // The objects already written stay unreferenced; GC removes them.
@@ -457,6 +543,7 @@ async function splitStoreLayer(
   } catch (err) {
     w.abort();
     await discardPending(queue.flatMap((i) => "file" in i ? [i.file] : []));
+    await Promise.allSettled(lingering);
     throw err;
   } finally {
     // Ends the tar-split iteration early after a failure, which releases the store's lock.

@@ -14,35 +14,52 @@
 import { HASH_SIZES } from "../digest/hash.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
 import {
+  copyCode,
+  type CopyTarget,
+  farAheadOfPlacing,
   type FileBatch,
   type FileFailure,
   type LayerDigestReply,
   type LayerDigestRequest,
   LayerDigestState,
+  markAnswered,
   shareCode,
+  stageCopy,
+  takeForWorker,
   unpackVersion,
 } from "./layer_digests.ts";
 
 let state: LayerDigestState | null = null;
+let claims: Int32Array = new Int32Array(0);
+let copyTo: CopyTarget | null = null;
 
-function hashBatch(s: LayerDigestState, b: FileBatch): LayerDigestReply {
+function hashBatch(s: LayerDigestState, claims: Int32Array, b: FileBatch): LayerDigestReply {
   const n = b.fds.length;
   const hashSize = s.verity ? HASH_SIZES[s.verity] : 0;
   const sizes = new Float64Array(n);
   const verity = s.verity ? new Uint8Array(n * hashSize) : null;
   const shares = new Uint8Array(n);
   const sharedBytes = new Float64Array(n);
+  const copyFds = new Int32Array(n).fill(-1);
+  const copyMethods = new Uint8Array(n);
   const failures: FileFailure[] = [];
   let start = 0;
   for (let i = 0; i < n; i++) {
     s.inline(b.inline.subarray(start, b.inlineEnds[i]));
     start = b.inlineEnds[i];
     try {
-      const r = s.file(b.fds[i], unpackVersion(b.versions, i), "", b.ostreeChecksums[i]);
+      const withVerity = takeForWorker(claims, b.firstSeq + i);
+      const version = unpackVersion(b.versions, i);
+      const r = s.file(b.fds[i], version, "", b.ostreeChecksums[i], withVerity);
       sizes[i] = r.size;
       shares[i] = shareCode(r.share);
       sharedBytes[i] = r.share?.bytes ?? 0;
       if (verity && r.verity) verity.set(r.verity, i * hashSize);
+      if (copyTo && withVerity && farAheadOfPlacing(claims, b.firstSeq + i, copyTo)) {
+        const copy = stageCopy(b.fds[i], r.size, copyTo);
+        copyFds[i] = copy?.fd ?? -1;
+        copyMethods[i] = copyCode(copy);
+      }
     } catch (e) {
       const changed = e instanceof SourceChangedError
         ? { before: e.before, after: e.after }
@@ -50,7 +67,7 @@ function hashBatch(s: LayerDigestState, b: FileBatch): LayerDigestReply {
       failures.push({ index: i, message: e instanceof Error ? e.message : String(e), changed });
     }
   }
-  return { t: "files", sizes, verity, shares, sharedBytes, failures };
+  return { t: "files", sizes, verity, shares, sharedBytes, copyFds, copyMethods, failures };
 }
 
 self.onmessage = (ev: MessageEvent<LayerDigestRequest>) => {
@@ -58,13 +75,23 @@ self.onmessage = (ev: MessageEvent<LayerDigestRequest>) => {
   try {
     if (req.t === "begin") {
       state = new LayerDigestState(req.streamAlgorithm, req.verity, req.ostreeObjectsDirfd);
+      claims = req.claims;
+      copyTo = req.copyTo;
       return;
     }
     if (!state) throw new Error(`"${req.t}" before "begin"`);
     if (req.t === "files") {
-      const r = hashBatch(state, req);
+      const r = hashBatch(state, claims, req);
+      markAnswered(claims, req.firstSeq + req.fds.length - 1);
       const arrays = r.t === "files"
-        ? [r.sizes, r.shares, r.sharedBytes, ...(r.verity ? [r.verity] : [])]
+        ? [
+          r.sizes,
+          r.shares,
+          r.sharedBytes,
+          r.copyFds,
+          r.copyMethods,
+          ...(r.verity ? [r.verity] : []),
+        ]
         : [];
       self.postMessage(r, arrays.map((a) => a.buffer as ArrayBuffer));
     } else {

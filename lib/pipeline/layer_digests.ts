@@ -8,16 +8,25 @@
  * (same process, same fds) while the main thread goes on cloning the next ones. Results come
  * back in order; the caller links each object once its digest is known.
  *
+ * Which thread is the slower one changes with the files: through a run of large files the
+ * worker falls behind, through many small ones the caller's per-file work (opens, links) does.
+ * So the work moves to the idle side, through memory both threads share: a caller that would
+ * wait takes files' fs-verity digests itself ({@linkcode LayerDigests.steal}; one
+ * compare-and-swap per file decides who hashes it, the stream hash stays the worker's), and a
+ * worker far ahead of the caller's placing stages the copies itself (copy mode,
+ * {@linkcode CopyTarget}), from the bytes it has just read into its page cache.
+ *
  * When no Worker can be started, the same {@linkcode LayerDigestState} runs on the calling
  * thread: slower, same results.
  *
  * @module
  */
 
-import { pread } from "../../ffi/fs.ts";
+import { closeQuietly, pread } from "../../ffi/fs.ts";
 import { FsVerityHasher } from "../digest/fsverity.ts";
 import { type HashAlgorithm, StreamingHash } from "../digest/hash.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
+import { cloneToTmpfile, discardClone, type PlaceMethod, type TmpClone } from "../reflink/place.ts";
 import { assertUnchanged, type SourceVersion } from "../reflink/source_version.ts";
 import { type ShareOutcome, shareWithOstreeObject } from "./block_sharing.ts";
 import { ByteQueue } from "./byte_queue.ts";
@@ -30,6 +39,58 @@ export interface FileDigests {
   verity: Uint8Array | null;
   /** How sharing blocks with the file's ostree object went, when one was named. */
   share: { outcome: ShareOutcome; bytes: number } | null;
+  /**
+   * A copy of the file the worker staged in the copy target given to
+   * {@linkcode LayerDigests.begin}, while it was ahead of the caller; the caller links or
+   * discards it.
+   */
+  copy?: TmpClone | null;
+}
+
+/**
+ * Where the worker may stage copies of the files it hashes: a directory and the files' mode,
+ * for files at least `minAhead` files ahead of the one the caller places
+ * ({@linkcode LayerDigests.placing}). Far ahead, the caller is the slower thread (many small
+ * files) and the worker has time to spare; close behind, the worker is the slower one (large
+ * files) and must only hash. A quarter of the caller's window of files in flight.
+ */
+export interface CopyTarget {
+  dirfd: number;
+  mode: number;
+  minAhead: number;
+}
+
+/** Place methods as the worker's reply codes them (0: no copy). Internal to this module. */
+const COPY_CODES: readonly (PlaceMethod | null)[] = [null, "copy_file_range", "readwrite"];
+
+/**
+ * A copy of `fd` (`size` bytes) staged as an unnamed file in `target` by the thread that just
+ * hashed it, or null when none could be made: the caller then copies the file itself, and meets
+ * any error (a full disk) there, with its own message.
+ */
+export function stageCopy(fd: number, size: number, target: CopyTarget): TmpClone | null {
+  let tmp: TmpClone;
+  try {
+    tmp = cloneToTmpfile(fd, target.dirfd, {
+      policy: "reflink-or-copy",
+      copyOnly: true,
+      mode: target.mode,
+      size,
+    });
+  } catch {
+    return null;
+  }
+  if (tmp.tmpName !== undefined || tmp.size !== size) {
+    // A named temporary (no O_TMPFILE) cannot be handed over as a bare fd; a short copy is wrong.
+    discardClone(tmp);
+    return null;
+  }
+  return tmp;
+}
+
+/** The reply code of a staged copy. */
+export function copyCode(copy: TmpClone | null): number {
+  return copy ? Math.max(0, COPY_CODES.indexOf(copy.method)) : 0;
 }
 
 /**
@@ -46,6 +107,31 @@ const SHARE_CODES: readonly (ShareOutcome | null)[] = [
 
 /** Read size: whole fs-verity blocks, few calls. */
 const READ_CHUNK = 1 << 20;
+
+/**
+ * Reads all of `fd` from offset 0 through `buf` into the given hashes and returns its size;
+ * throws {@linkcode SourceChangedError} when the file is no longer at `version` after the read.
+ */
+function readWhole(
+  fd: number,
+  version: SourceVersion,
+  what: string,
+  buf: Uint8Array<ArrayBuffer>,
+  stream: StreamingHash | null,
+  verity: FsVerityHasher | null,
+): number {
+  let size = 0;
+  for (;;) {
+    const n = pread(fd, buf, size);
+    if (n === 0) break;
+    const chunk = buf.subarray(0, n);
+    stream?.update(chunk);
+    verity?.update(chunk);
+    size += n;
+  }
+  assertUnchanged(fd, version, what, size);
+  return size;
+}
 
 /**
  * The hashing itself, thread-agnostic: a stream hash over everything fed in order (inline
@@ -91,19 +177,18 @@ export class LayerDigestState {
    * {@linkcode SourceChangedError} when the file is not at `version` after the read. With an
    * `ostreeChecksum`, then makes that ostree file object share `fd`'s blocks while its pages
    * are still cached ({@linkcode shareWithOstreeObject}: the kernel compares the bytes first).
+   * Without `withVerity` (the file's fs-verity digest was taken by the other thread, see
+   * {@linkcode LayerDigests.steal}) only the stream hash is fed.
    */
-  file(fd: number, version: SourceVersion, what: string, ostreeChecksum = ""): FileDigests {
-    const verity = this.verity ? new FsVerityHasher(this.verity) : null;
-    let size = 0;
-    for (;;) {
-      const n = pread(fd, this.#buf, size);
-      if (n === 0) break;
-      const chunk = this.#buf.subarray(0, n);
-      this.#stream.update(chunk);
-      verity?.update(chunk);
-      size += n;
-    }
-    assertUnchanged(fd, version, what, size);
+  file(
+    fd: number,
+    version: SourceVersion,
+    what: string,
+    ostreeChecksum = "",
+    withVerity = true,
+  ): FileDigests {
+    const verity = this.verity && withVerity ? new FsVerityHasher(this.verity) : null;
+    const size = readWhole(fd, version, what, this.#buf, this.#stream, verity);
     const share = ostreeChecksum !== "" && this.ostreeObjectsDirfd !== null
       ? shareWithOstreeObject(fd, size, this.ostreeObjectsDirfd, ostreeChecksum, what)
       : null;
@@ -126,6 +211,8 @@ export class LayerDigestState {
  */
 export interface FileBatch {
   t: "files";
+  /** Sequence number of the batch's first file (its claim, see {@linkcode takeForWorker}). */
+  firstSeq: number;
   fds: Int32Array;
   versions: Float64Array;
   inline: Uint8Array;
@@ -141,6 +228,10 @@ export type LayerDigestRequest =
     streamAlgorithm: HashAlgorithm;
     verity: HashAlgorithm | null;
     ostreeObjectsDirfd: number | null;
+    /** The claims both threads share (a SharedArrayBuffer's view, not a copy). */
+    claims: Int32Array;
+    /** Where to stage copies of files far enough ahead of the caller, or null for none. */
+    copyTo: CopyTarget | null;
   }
   | FileBatch
   | { t: "end"; inline: Uint8Array };
@@ -162,6 +253,9 @@ export type LayerDigestReply =
     /** Per file, {@linkcode SHARE_CODES} index, and the bytes deduplicated. */
     shares: Uint8Array;
     sharedBytes: Float64Array;
+    /** Per file, the fd of a staged copy (-1 for none), and its {@linkcode COPY_CODES} index. */
+    copyFds: Int32Array;
+    copyMethods: Uint8Array;
     failures: FileFailure[];
   }
   | { t: "end"; digest: Uint8Array }
@@ -187,6 +281,61 @@ export function shareCode(share: FileDigests["share"]): number {
   return share ? SHARE_CODES.indexOf(share.outcome) : 0;
 }
 
+/**
+ * Who computes a file's fs-verity digest: the worker, or the main thread when it would otherwise
+ * wait for the worker ({@linkcode LayerDigests.steal}). Each file has a slot (its sequence number
+ * modulo this) in memory both threads share, holding the sequence number and who took it; each
+ * side takes a file with one compare-and-swap from "nobody", so exactly one of them hashes it.
+ * A slot that holds another file's number (a reused slot) lets the worker hash and the main
+ * thread not, so the count only needs to exceed the files usually in flight (1,024).
+ */
+const CLAIM_SLOTS = 4096;
+/** After the claims: the sequence number of the file the caller is placing now. */
+const PLACING_SLOT = CLAIM_SLOTS;
+/** Then: the last file of the last batch the worker has answered (-1 before the first). */
+const ANSWERED_SLOT = CLAIM_SLOTS + 1;
+const CLAIM_FREE = 0;
+const CLAIM_WORKER = 1;
+const CLAIM_CALLER = 2;
+
+/** The slot value for file `seq` taken by `who` (30 bits of the number: no sign, no overflow). */
+function claimTag(seq: number, who: number): number {
+  return ((seq & 0x1fffffff) << 2) | who;
+}
+
+/**
+ * The worker's claim on file `seq`: true unless the main thread took it first (then the worker
+ * feeds the file to the stream hash only).
+ */
+export function takeForWorker(claims: Int32Array, seq: number): boolean {
+  const old = Atomics.compareExchange(
+    claims,
+    seq % CLAIM_SLOTS,
+    claimTag(seq, CLAIM_FREE),
+    claimTag(seq, CLAIM_WORKER),
+  );
+  return old !== claimTag(seq, CLAIM_CALLER);
+}
+
+/** Records, just before the worker posts a batch's results, that files up to `lastSeq` are answered. */
+export function markAnswered(claims: Int32Array, lastSeq: number): void {
+  Atomics.store(claims, ANSWERED_SLOT, lastSeq);
+}
+
+/** Whether the worker, at file `seq`, is far enough ahead of the caller to stage its copy. */
+export function farAheadOfPlacing(claims: Int32Array, seq: number, target: CopyTarget): boolean {
+  return seq - Atomics.load(claims, PLACING_SLOT) >= target.minAhead;
+}
+
+/**
+ * A file's digests on their way: awaitable, and, while unsettled, open to
+ * {@linkcode LayerDigests.steal}.
+ */
+export interface PendingDigests extends PromiseLike<FileDigests> {
+  /** The worker's result came in (or the request failed). */
+  readonly settled: boolean;
+}
+
 /** The worker's module; `deno compile` must be told to include it (scripts/compile.ts). */
 const WORKER_URL = new URL("./layer_digest_worker.ts", import.meta.url);
 
@@ -197,6 +346,31 @@ interface Pending {
   what: string;
   resolve(r: FileDigests): void;
   reject(e: Error): void;
+}
+
+/** What {@linkcode LayerDigests.file} hands out: the settlers' promise and what a steal needs. */
+class FileRequest implements PendingDigests {
+  settled = false;
+  constructor(
+    readonly seq: number,
+    readonly fd: number,
+    readonly version: SourceVersion,
+    readonly what: string,
+    /** False when the worker must hash the file itself (it shares blocks with ostree). */
+    readonly stealable: boolean,
+    readonly inner: Promise<FileDigests>,
+    readonly send: () => void,
+  ) {
+    inner.then(() => this.settled = true, () => this.settled = true);
+  }
+
+  then<A = FileDigests, B = never>(
+    ok?: ((v: FileDigests) => A | PromiseLike<A>) | null,
+    fail?: ((e: unknown) => B | PromiseLike<B>) | null,
+  ): PromiseLike<A | B> {
+    this.send(); // still unsent: send it now
+    return this.inner.then(ok, fail);
+  }
 }
 
 function failureError(what: string, f: FileFailure): Error {
@@ -233,6 +407,14 @@ export class LayerDigests implements Disposable {
   readonly #sent: (Pending[] | ((d: Uint8Array) => void))[] = [];
   #failed: Error | null = null;
   #batchesSent = 0;
+  /** Sequence number of the next file; the claims of files by number (see CLAIM_SLOTS). */
+  #seq = 0;
+  #batchFirstSeq = 0;
+  readonly #claims = LayerDigests.#sharedClaims();
+  #copyTo: CopyTarget | null = null;
+  /** The layer's fs-verity algorithm, and the read buffer of steals (made on the first). */
+  #verity: HashAlgorithm | null = null;
+  #stealBuf: Uint8Array<ArrayBuffer> | null = null;
   #started = false;
   #readyResolve!: () => void;
   readonly #ready = new Promise<void>((resolve) => {
@@ -241,6 +423,12 @@ export class LayerDigests implements Disposable {
       resolve();
     };
   });
+
+  static #sharedClaims(): Int32Array {
+    const claims = new Int32Array(new SharedArrayBuffer(4 * (CLAIM_SLOTS + 2)));
+    claims[ANSWERED_SLOT] = -1;
+    return claims;
+  }
 
   /**
    * Use {@linkcode LayerDigests.start}, which waits until the worker is running. Constructed
@@ -294,13 +482,27 @@ export class LayerDigests implements Disposable {
     streamAlgorithm: HashAlgorithm,
     verity: HashAlgorithm | null,
     ostreeObjectsDirfd: number | null = null,
+    copyTo: CopyTarget | null = null,
   ): void {
     if (this.#fds.length > 0 || this.#inline.length > 0) {
       // A layer was left without end(): its bytes would land in this one.
       throw new Error("LayerDigests.begin(): the previous layer was not ended");
     }
+    this.#verity = verity;
+    // Copies only where the worker hashes for fs-verity (it stages what it has just read).
+    this.#copyTo = verity ? copyTo : null;
     if (this.#worker) {
-      this.#worker.postMessage({ t: "begin", streamAlgorithm, verity, ostreeObjectsDirfd });
+      const claims = this.#claims;
+      this.#worker.postMessage(
+        {
+          t: "begin",
+          streamAlgorithm,
+          verity,
+          ostreeObjectsDirfd,
+          claims,
+          copyTo: this.#copyTo,
+        } satisfies LayerDigestRequest,
+      );
     } else {
       this.#local = new LayerDigestState(streamAlgorithm, verity, ostreeObjectsDirfd);
     }
@@ -321,14 +523,20 @@ export class LayerDigests implements Disposable {
     version: SourceVersion,
     what: string,
     ostreeChecksum = "",
-  ): PromiseLike<FileDigests> {
+  ): PendingDigests {
     if (this.#local) {
+      let r: Promise<FileDigests>;
       try {
-        return Promise.resolve(this.#local.file(fd, version, what, ostreeChecksum));
+        r = Promise.resolve(this.#local.file(fd, version, what, ostreeChecksum));
       } catch (e) {
-        return Promise.reject(e);
+        r = Promise.reject(e);
+        r.catch(() => {}); // the caller sees the rejection when it awaits
       }
+      return new FileRequest(-1, fd, version, what, false, r, () => {});
     }
+    const seq = this.#seq++;
+    if (this.#fds.length === 0) this.#batchFirstSeq = seq;
+    Atomics.store(this.#claims, seq % CLAIM_SLOTS, claimTag(seq, CLAIM_FREE));
     const inner = new Promise<FileDigests>((resolve, reject) => {
       this.#fds.push(fd);
       this.#versions.push(version);
@@ -339,12 +547,56 @@ export class LayerDigests implements Disposable {
     inner.catch(() => {}); // the caller sees the rejection when it awaits
     const batch = this.#batchesSent;
     if (this.#fds.length >= BATCH_FILES) this.#flush();
-    return {
-      then: (ok, fail) => {
-        if (batch === this.#batchesSent) this.#flush(); // still unsent: send it now
-        return inner.then(ok, fail);
-      },
+    const send = () => {
+      if (batch === this.#batchesSent) this.#flush();
     };
+    const stealable = this.#verity !== null && ostreeChecksum === "";
+    return new FileRequest(seq, fd, version, what, stealable, inner, send);
+  }
+
+  /**
+   * Tells the worker which file the caller places now: the worker stages copies only of files
+   * far ahead of it (see {@linkcode CopyTarget}).
+   */
+  placing(p: PendingDigests): void {
+    if (p instanceof FileRequest && p.seq >= 0) Atomics.store(this.#claims, PLACING_SLOT, p.seq);
+  }
+
+  /**
+   * Whether the worker has posted the result of `p` (it may not have arrived on this thread
+   * yet: only the event loop delivers it, and a caller stealing work is not yielding to it).
+   */
+  answered(p: PendingDigests): boolean {
+    if (!(p instanceof FileRequest) || p.seq < 0) return p.settled;
+    return p.settled || Atomics.load(this.#claims, ANSWERED_SLOT) >= p.seq;
+  }
+
+  /**
+   * Computes the fs-verity digest of a file handed to {@linkcode file} on this thread, when the
+   * worker has not started on it (it then feeds the file to the stream hash only): for a caller
+   * that would otherwise sit waiting for a worker that is behind. Returns null when the worker
+   * has the file or already hashed it, and for files it must hash itself (no fs-verity digest
+   * wanted, blocks to share with ostree, no worker). The file's own result still settles later,
+   * and its fd must stay open until then, as for any file.
+   *
+   * @throws {SourceChangedError} when the file is no longer the version it was handed in at.
+   */
+  steal(p: PendingDigests): FileDigests | null {
+    if (!(p instanceof FileRequest) || !p.stealable || this.answered(p) || this.#failed) {
+      return null;
+    }
+    p.send(); // the worker works on while this thread hashes
+    const old = Atomics.compareExchange(
+      this.#claims,
+      p.seq % CLAIM_SLOTS,
+      claimTag(p.seq, CLAIM_FREE),
+      claimTag(p.seq, CLAIM_CALLER),
+    );
+    if (old !== claimTag(p.seq, CLAIM_FREE)) return null;
+    const verity = new FsVerityHasher(this.#verity!);
+    this.#stealBuf ??= new Uint8Array(READ_CHUNK);
+    const size = readWhole(p.fd, p.version, p.what, this.#stealBuf, null, verity);
+    return { size, verity: verity.digest(), share: null };
   }
 
   /** The layer's stream digest, after every file before it. */
@@ -369,6 +621,7 @@ export class LayerDigests implements Disposable {
     const last = this.#inlineEnds[n - 1];
     const batch: FileBatch = {
       t: "files",
+      firstSeq: this.#batchFirstSeq,
       fds: Int32Array.from(this.#fds),
       versions,
       // Inline bytes fed after the last file of the batch stay for the next one.
@@ -397,7 +650,10 @@ export class LayerDigests implements Disposable {
       if (typeof waiter === "function") waiter(r.digest);
       return;
     }
-    if (!Array.isArray(waiter)) return;
+    if (!Array.isArray(waiter)) {
+      for (const fd of r.copyFds) if (fd >= 0) closeQuietly(fd); // the batch failed already
+      return;
+    }
     const failed = new Map(r.failures.map((f) => [f.index, f]));
     // From the reply itself: a batch's algorithm is the one of the layer it was sent in.
     const hashSize = r.verity ? r.verity.length / r.sizes.length : 0;
@@ -407,7 +663,11 @@ export class LayerDigests implements Disposable {
       const verity = r.verity ? r.verity.slice(i * hashSize, (i + 1) * hashSize) : null;
       const outcome = SHARE_CODES[r.shares[i]];
       const share = outcome ? { outcome, bytes: r.sharedBytes[i] } : null;
-      p.resolve({ size: r.sizes[i], verity, share });
+      const method = COPY_CODES[r.copyMethods[i]];
+      const copy = method && this.#copyTo && r.copyFds[i] >= 0
+        ? { fd: r.copyFds[i], method, size: r.sizes[i], dirfd: this.#copyTo.dirfd }
+        : null;
+      p.resolve({ size: r.sizes[i], verity, share, copy });
     });
   }
 

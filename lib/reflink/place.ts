@@ -20,18 +20,16 @@ import {
   fstat,
   futimens,
   linkTmpfile,
-  lseek,
   O,
   openAt,
   type PathLike,
-  read,
+  pread,
+  pwriteAll,
   RENAME,
   renameAt,
-  SEEK,
   statAt,
   type Timespec,
   unlinkAt,
-  writeAll,
 } from "../../ffi/fs.ts";
 import { fsetxattr } from "../../ffi/xattr.ts";
 import { explainCloneErrno, ReflinkUnsupportedError } from "./errors.ts";
@@ -75,28 +73,37 @@ function openTmp(dirfd: number, mode: number): { fd: number; tmpName?: string } 
   return { fd: openAt(dirfd, tmpName, O.CREAT | O.EXCL | O.RDWR | O.NOFOLLOW, mode), tmpName };
 }
 
+// Sources are read at explicit offsets (pread, copy_file_range with offsets), never through
+// their file position: the import's digest thread reads and copies from the same open files.
+
 /** Feeds `fd`'s bytes from its start to `sink`; returns the byte count. */
 function readThrough(fd: number, sink: ByteSink): number {
-  lseek(fd, 0, SEEK.SET);
   const buf = buffer();
   let total = 0;
   for (;;) {
-    const n = read(fd, buf);
+    const n = pread(fd, buf, total);
     if (n === 0) return total;
     sink.update(buf.subarray(0, n));
     total += n;
   }
 }
 
-function copyReadWrite(srcFd: number, dstFd: number, what: string, sink?: ByteSink): number {
+/** Copies `srcFd` from byte `from` on to the same offsets of `dstFd`; returns the bytes copied. */
+function copyReadWrite(
+  srcFd: number,
+  dstFd: number,
+  what: string,
+  sink?: ByteSink,
+  from = 0,
+): number {
   const buf = buffer();
   let total = 0;
   for (;;) {
-    const n = read(srcFd, buf);
+    const n = pread(srcFd, buf, from + total);
     if (n === 0) return total;
     const part = buf.subarray(0, n);
     sink?.update(part);
-    writeAll(dstFd, part, `copy of ${what}`);
+    pwriteAll(dstFd, part, from + total, `copy of ${what}`);
     total += n;
   }
 }
@@ -144,7 +151,6 @@ function fillFrom(
       }
     }
   }
-  lseek(srcFd, 0, SEEK.SET);
   // With a sink, one read per byte: hash while copying rather than copy then re-read.
   if (opts.sink) return { method: "readwrite", size: copyReadWrite(srcFd, fd, what, opts.sink) };
   return copyKernelFirst(srcFd, fd, what);
@@ -223,7 +229,7 @@ function copyKernelFirst(srcFd: number, dstFd: number, what: string) {
   let size = 0;
   try {
     for (;;) {
-      const n = copyFileRange(srcFd, dstFd, 1 << 30, what);
+      const n = copyFileRange(srcFd, size, dstFd, size, 1 << 30, what);
       if (n === 0) return { method: "copy_file_range" as PlaceMethod, size };
       size += n;
     }
@@ -233,7 +239,8 @@ function copyKernelFirst(srcFd: number, dstFd: number, what: string) {
     if (!(e instanceof SysError) || !(e.is("EXDEV") || e.is("EINVAL") || e.is("EOPNOTSUPP"))) {
       throw e;
     }
-    return { method: "readwrite" as PlaceMethod, size: size + copyReadWrite(srcFd, dstFd, what) };
+    const rest = copyReadWrite(srcFd, dstFd, what, undefined, size);
+    return { method: "readwrite" as PlaceMethod, size: size + rest };
   }
 }
 

@@ -70,7 +70,7 @@ import {
   tempStore,
   TOOLS,
 } from "../fixtures/cstorage/podman.ts";
-import { mostlyZeros, pseudoRandomBytes } from "../fixtures/oci/mod.ts";
+import { buildOciImage, mostlyZeros, pseudoRandomBytes, TarBuilder } from "../fixtures/oci/mod.ts";
 import type { LoopFs } from "../harness/loopfs.ts";
 import { run, runOk } from "../harness/run.ts";
 import { FAULT_AT_ENV } from "../../lib/fault/fault_point.ts";
@@ -640,5 +640,83 @@ storeTest(
     }
     const fsck = await fsckRepo(cfs2, { deep: true });
     assert.ok(fsck.ok, JSON.stringify(fsck.findings));
+  },
+);
+
+/**
+ * Regular files below one of `dirs` that this process holds open (sources, staged copies); the
+ * directories an open store keeps are not counted.
+ */
+function openFilesBelow(dirs: string[]): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync("/proc/self/fd")) {
+    let target: string;
+    let isFile: boolean;
+    try {
+      target = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
+      isFile = Deno.statSync(`/proc/self/fd/${e.name}`).isFile;
+    } catch {
+      continue; // the listing's own fd, closed once listed
+    }
+    if (isFile && dirs.some((d) => target.startsWith(`${d}/`))) out.push(target);
+  }
+  return out.sort();
+}
+
+storeTest(
+  "on ext4 a many-file import shares its work between threads: digests taken while waiting, copies staged ahead; exact stream, clean deep fsck, no file left open",
+  ["ext4"],
+  [TOOLS.skopeo],
+  async (fs, bins) => {
+    clearProbeCache();
+    // Large files first (the digest thread falls behind and this thread takes digests from
+    // it), then many small ones (this thread falls behind and the digest thread copies ahead).
+    const t = new TarBuilder("pax").dir("big");
+    for (let i = 0; i < 24; i++) t.file(`big/blob-${i}`, pseudoRandomBytes((4 << 20) + i, 900 + i));
+    t.dir("small");
+    for (let i = 0; i < 1500; i++) {
+      t.file(`small/f-${i}`, pseudoRandomBytes(65 + (i * 131) % 4000, 5000 + i));
+    }
+    const tar = t.build();
+    const oci = `${fs.mountpoint}/oci`;
+    const img = await buildOciImage(oci, { layers: [{ tar, compression: "none" }], tag: "many" });
+    await using store = await tempStore(fs.mountpoint);
+    using cs = await CStorage.open(store.root, { create: true });
+    const name = "localhost/many:1";
+    await skopeoToStore(bins.skopeo, store, oci, "many", name);
+    const cfsDir = `${fs.mountpoint}/composefs`;
+    using cfs = await ComposefsRepo.create(cfsDir, { algorithm: "sha512" });
+    const leftOpen = () => openFilesBelow([store.root, cfsDir]);
+    assert.deepEqual(leftOpen(), []);
+
+    // A diff/ file one byte longer than its entry, far into the small files: named, its
+    // layer not registered, no copy or source left open.
+    const victim = `${store.root}/overlay/${layerChainIds(img.diffIds)[0]}/diff/small/f-1200`;
+    const good = await Deno.readFile(victim);
+    await Deno.writeFile(victim, new Uint8Array([7]), { append: true });
+    await assert.rejects(
+      () => importCStorageImageToComposefs(cs, cfs, name, { policy: "reflink-or-copy" }),
+      (e) =>
+        e instanceof LayerIntegrityError &&
+        e.message.includes(
+          `"small/f-1200" (expected ${good.length} bytes, found ${good.length + 1})`,
+        ),
+    );
+    assert.deepEqual(cfs.listCategory("streams"), []);
+    assert.deepEqual(leftOpen(), []);
+    await Deno.writeFile(victim, good);
+
+    const r = await importCStorageImageToComposefs(cs, cfs, name, { policy: "reflink-or-copy" });
+    const stats = r.layers[0].stats!;
+    assert.equal(stats.externalChunks, 24 + 1500);
+    assert.equal(stats.placedBytes.reflink, 0);
+    assert.ok(
+      stats.hashedWhileWaiting > 0,
+      "fs-verity digests taken while the other thread was behind",
+    );
+    assert.ok(stats.copiedByDigestThread > 0, "copies staged by the digest thread, far ahead");
+    assert.deepEqual(await reassembled(cfs, img.diffIds[0]), tar);
+    assert.deepEqual((await fsckRepo(cfs, { deep: true })).findings, []);
+    assert.deepEqual(leftOpen(), []);
   },
 );

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { fiemap } from "../../ffi/extents.ts";
-import { AT, close, O, openAt, pwriteAll } from "../../ffi/fs.ts";
+import { AT, close, fstat, O, openAt, pread, pwriteAll } from "../../ffi/fs.ts";
 import { fsverityDigest } from "../../lib/digest/fsverity.ts";
 import { type HashAlgorithm, toHex } from "../../lib/digest/hash.ts";
 import {
@@ -13,6 +13,7 @@ import {
   LayerDigests,
   LayerDigestState,
 } from "../../lib/pipeline/layer_digests.ts";
+import { discardClone, type TmpClone } from "../../lib/reflink/place.ts";
 import { SourceChangedError } from "../../lib/reflink/errors.ts";
 import { sharedBytesOf } from "../../lib/reflink/shared.ts";
 import { type SourceVersion, sourceVersion } from "../../lib/reflink/source_version.ts";
@@ -38,6 +39,13 @@ interface Digester extends Disposable {
     ostreeChecksum?: string,
   ): PromiseLike<FileDigests>;
   end(): Promise<Uint8Array>;
+}
+
+/** The real thing, for what only the threaded side has (steals, staged copies). */
+async function threadedDigests(): Promise<LayerDigests> {
+  const d = await LayerDigests.start();
+  assert.equal(d.threaded, true, "the digests run on a Worker");
+  return d;
 }
 
 async function threaded(): Promise<Digester> {
@@ -191,6 +199,115 @@ Deno.test("LayerDigestState in-thread: the same digests", () =>
     using d = await inThread();
     await checkTwoLayers(d, dir);
   }));
+
+Deno.test("LayerDigests.steal: this thread takes the fs-verity digest of a file the worker has not reached; the stream digest still covers it", () =>
+  withTempDir(async (dir) => {
+    // A large first file keeps the worker busy while the last one is stolen.
+    const layer = await writeLayer(dir, [48 * MiB, ...layerSizes()], 5);
+    const fds = openAll(layer.paths);
+    try {
+      using d = await threadedDigests();
+      d.begin("sha256", "sha512");
+      const results = layer.paths.map((p, i) => {
+        d.inline(layer.inline[i]);
+        return d.file(fds[i], sourceVersion(fds[i]), p);
+      });
+      d.inline(layer.tail);
+      const last = layer.paths.length - 1;
+      const stolen = d.steal(results[last]);
+      assert.ok(stolen, "the worker was still on the first file");
+      assert.equal(stolen.size, layer.contents[last].length);
+      assert.deepEqual(stolen.verity, fsverityDigest(layer.contents[last], "sha512"));
+      assert.equal(d.steal(results[last]), null, "a file is taken once");
+
+      await within(results[0], "file 0");
+      assert.equal(d.steal(results[0]), null, "a settled file is not taken");
+      const got = await within(Promise.all(results), "the layer");
+      got.slice(0, last).forEach((r, i) => {
+        assert.deepEqual(r.verity, fsverityDigest(layer.contents[i], "sha512"), layer.paths[i]);
+      });
+      assert.equal(got[last].size, layer.contents[last].length);
+      assert.equal(toHex(await d.end()), streamSha256(layer), "every byte in the stream hash");
+
+      // Files the worker must hash itself: one with an ostree object to share blocks with, and
+      // any when no fs-verity digest is wanted.
+      d.begin("sha256", "sha512");
+      const withOstree = d.file(fds[1], sourceVersion(fds[1]), "x", "00".repeat(32));
+      assert.equal(d.steal(withOstree), null);
+      await within(withOstree, "with an ostree checksum");
+      await d.end();
+      d.begin("sha256", null);
+      const noVerity = d.file(fds[1], sourceVersion(fds[1]), "y");
+      assert.equal(d.steal(noVerity), null);
+      assert.equal((await within(noVerity, "without fs-verity")).verity, null);
+      await d.end();
+    } finally {
+      fds.forEach(close);
+    }
+  }));
+
+Deno.test("LayerDigests without a worker takes nothing: every result is computed when handed in", () =>
+  withTempDir(async (dir) => {
+    const layer = await writeLayer(dir, [5000], 6);
+    const [fd] = openAll(layer.paths);
+    try {
+      using d = await LayerDigests.start(
+        'data:application/javascript,throw new Error("unloadable")',
+      );
+      d.begin("sha256", "sha512");
+      const p = d.file(fd, sourceVersion(fd), layer.paths[0]);
+      assert.equal(d.steal(p), null);
+      assert.deepEqual((await p).verity, fsverityDigest(layer.contents[0], "sha512"));
+    } finally {
+      close(fd);
+    }
+  }));
+
+fsTest("LayerDigests stages byte-exact copies of the files it is far ahead on, none close behind", [
+  "ext4",
+], async (fs) => {
+  // Sources and copies on one filesystem, as in an import: copy_file_range between them.
+  const dir = `${fs.mountpoint}/src`;
+  await Deno.mkdir(dir);
+  const minAhead = 100;
+  const n = minAhead + 40;
+  const layer = await writeLayer(dir, Array.from({ length: n }, (_, i) => 65 + i * 37), 7);
+  const fds = openAll(layer.paths);
+  const target = openAt(AT.FDCWD, fs.mountpoint, O.RDONLY | O.DIRECTORY);
+  const copies: TmpClone[] = [];
+  try {
+    using d = await threadedDigests();
+    d.begin("sha256", "sha512", null, { dirfd: target, mode: 0o644, minAhead });
+    // The caller places nothing meanwhile: file i is i files ahead of its placing.
+    const results = layer.paths.map((p, i) => d.file(fds[i], sourceVersion(fds[i]), p));
+    const got = await within(Promise.all(results), "the layer");
+    got.forEach((r, i) => {
+      if (r.copy) copies.push(r.copy);
+      if (i < minAhead) return assert.ok(!r.copy, `file ${i} is close behind`);
+      assert.ok(r.copy, `file ${i} is far ahead`);
+      assert.equal(r.copy.method, "copy_file_range");
+      const st = fstat(r.copy.fd);
+      assert.equal(st.mode, 0o100644, "mode as asked");
+      assert.equal(st.size, layer.contents[i].length);
+      const bytes = new Uint8Array(st.size);
+      assert.equal(pread(r.copy.fd, bytes, 0), st.size);
+      assert.deepEqual(bytes, layer.contents[i], `copy of ${layer.paths[i]}`);
+    });
+    assert.equal(copies.length, n - minAhead);
+    await d.end();
+
+    // Once the caller places the newest file, none of the next ones is far ahead of it.
+    d.begin("sha256", "sha512", null, { dirfd: target, mode: 0o644, minAhead });
+    const more = layer.paths.slice(0, 10).map((p, i) => d.file(fds[i], sourceVersion(fds[i]), p));
+    d.placing(more[0]);
+    for (const r of await within(Promise.all(more), "ten more")) assert.ok(!r.copy);
+    await d.end();
+  } finally {
+    copies.forEach(discardClone);
+    close(target);
+    fds.forEach(close);
+  }
+});
 
 toolTest(
   "LayerDigests' fs-verity sha512 digests are what `fsverity digest` prints",

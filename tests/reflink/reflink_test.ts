@@ -10,11 +10,13 @@ import {
   close,
   existsAt,
   fstat,
+  lseek,
   O,
   openAt,
   openDir,
   readDir,
   readFileAt,
+  SEEK,
   statAt,
   writeAll,
 } from "../../ffi/fs.ts";
@@ -160,9 +162,13 @@ fsTest("ext4 copy fallback: copy_file_range without a digest, read/write with on
     writeFile(dir, "src", data);
     const src = openRead(dir, "src");
     try {
+      // Copies read the source at explicit offsets: its file position is neither used nor
+      // moved, so another thread may copy or hash from the same open file at the same time.
+      lseek(src, 1234, SEEK.SET);
       const plain = placeFile(src, dir, "plain", { policy: "reflink-or-copy" });
       assert.equal(plain.method, "copy_file_range");
       assert.equal(sha256(readFileAt(dir, "plain")), sha256(data));
+      assert.equal(lseek(src, 0, SEEK.CUR), 1234, "copy_file_range left the position alone");
 
       const hash = createHash("sha256");
       const hashed = placeFile(src, dir, "hashed", { policy: "reflink-or-copy", sink: hash });
@@ -170,6 +176,7 @@ fsTest("ext4 copy fallback: copy_file_range without a digest, read/write with on
       assert.equal(hash.digest("hex"), sha256(data), "the sink saw exactly the placed bytes");
       assert.equal(sha256(readFileAt(dir, "hashed")), sha256(data));
       assert.equal(sharedBytesAt(dir, "hashed").sharedBytes, 0, "ext4 never shares");
+      assert.equal(lseek(src, 0, SEEK.CUR), 1234, "read/write left the position alone");
     } finally {
       close(src);
     }
