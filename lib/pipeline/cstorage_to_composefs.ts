@@ -251,8 +251,9 @@ async function placeFile(
       throw sizeMismatch(where, f.nameText, f.expected, d.size);
     }
     tmp ??= stage();
-    // The bytes placed are the bytes hashed: the source is still the version both started from.
-    assertUnchanged(f.srcFd, f.version, f.what);
+    // The bytes placed are the bytes hashed: the source is still the version both started from
+    // (a copy the digest thread staged was checked there, once made).
+    if (!copiedAhead) assertUnchanged(f.srcFd, f.version, f.what);
     const staged = tmp;
     tmp = null; // finishStaged releases the staged file on every path
     const r = repo.finishStaged(staged, { digest: () => d.verity! });

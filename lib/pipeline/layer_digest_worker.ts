@@ -56,7 +56,7 @@ function hashBatch(s: LayerDigestState, claims: Int32Array, b: FileBatch): Layer
       sharedBytes[i] = r.share?.bytes ?? 0;
       if (verity && r.verity) verity.set(r.verity, i * hashSize);
       if (copyTo && withVerity && farAheadOfPlacing(claims, b.firstSeq + i, copyTo)) {
-        const copy = stageCopy(b.fds[i], r.size, copyTo);
+        const copy = stageCopy(b.fds[i], r.size, version, copyTo);
         copyFds[i] = copy?.fd ?? -1;
         copyMethods[i] = copyCode(copy);
       }

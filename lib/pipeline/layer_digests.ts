@@ -27,7 +27,12 @@ import { FsVerityHasher } from "../digest/fsverity.ts";
 import { type HashAlgorithm, StreamingHash } from "../digest/hash.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
 import { cloneToTmpfile, discardClone, type PlaceMethod, type TmpClone } from "../reflink/place.ts";
-import { assertUnchanged, type SourceVersion } from "../reflink/source_version.ts";
+import {
+  assertUnchanged,
+  sameVersion,
+  type SourceVersion,
+  sourceVersion,
+} from "../reflink/source_version.ts";
 import { type ShareOutcome, shareWithOstreeObject } from "./block_sharing.ts";
 import { ByteQueue } from "./byte_queue.ts";
 
@@ -41,7 +46,8 @@ export interface FileDigests {
   share: { outcome: ShareOutcome; bytes: number } | null;
   /**
    * A copy of the file the worker staged in the copy target given to
-   * {@linkcode LayerDigests.begin}, while it was ahead of the caller; the caller links or
+   * {@linkcode LayerDigests.begin}, while it was ahead of the caller, of the bytes it hashed
+   * (the source was still the version it was handed in at once copied); the caller links or
    * discards it.
    */
   copy?: TmpClone | null;
@@ -64,11 +70,17 @@ export interface CopyTarget {
 const COPY_CODES: readonly (PlaceMethod | null)[] = [null, "copy_file_range", "readwrite"];
 
 /**
- * A copy of `fd` (`size` bytes) staged as an unnamed file in `target` by the thread that just
- * hashed it, or null when none could be made: the caller then copies the file itself, and meets
- * any error (a full disk) there, with its own message.
+ * A copy of `fd` (`size` bytes, still at `version` once copied) staged as an unnamed file in
+ * `target` by the thread that just hashed it, or null when none could be made: the caller then
+ * copies the file itself, and meets any error (a full disk, a changed source) there, with its
+ * own message.
  */
-export function stageCopy(fd: number, size: number, target: CopyTarget): TmpClone | null {
+export function stageCopy(
+  fd: number,
+  size: number,
+  version: SourceVersion,
+  target: CopyTarget,
+): TmpClone | null {
   let tmp: TmpClone;
   try {
     tmp = cloneToTmpfile(fd, target.dirfd, {
@@ -80,8 +92,9 @@ export function stageCopy(fd: number, size: number, target: CopyTarget): TmpClon
   } catch {
     return null;
   }
-  if (tmp.tmpName !== undefined || tmp.size !== size) {
-    // A named temporary (no O_TMPFILE) cannot be handed over as a bare fd; a short copy is wrong.
+  // A named temporary (no O_TMPFILE) cannot be handed over as a bare fd; a copy of another
+  // length, or made after the source changed, is not of the bytes hashed.
+  if (tmp.tmpName !== undefined || tmp.size !== size || !sameVersion(version, sourceVersion(fd))) {
     discardClone(tmp);
     return null;
   }

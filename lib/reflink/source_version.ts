@@ -35,7 +35,7 @@ export function sourceVersion(fd: number): SourceVersion {
 }
 
 /** Whether a file is still at the version it was (size, mtime and ctime all equal). */
-function sameVersion(a: SourceVersion, b: SourceVersion): boolean {
+export function sameVersion(a: SourceVersion, b: SourceVersion): boolean {
   return a.size === b.size && a.mtime.sec === b.mtime.sec && a.mtime.nsec === b.mtime.nsec &&
     a.ctime.sec === b.ctime.sec && a.ctime.nsec === b.ctime.nsec;
 }

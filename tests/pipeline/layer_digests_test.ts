@@ -12,6 +12,7 @@ import {
   type FileDigests,
   LayerDigests,
   LayerDigestState,
+  stageCopy,
 } from "../../lib/pipeline/layer_digests.ts";
 import { discardClone, type TmpClone } from "../../lib/reflink/place.ts";
 import { SourceChangedError } from "../../lib/reflink/errors.ts";
@@ -295,6 +296,16 @@ fsTest("LayerDigests stages byte-exact copies of the files it is far ahead on, n
     });
     assert.equal(copies.length, n - minAhead);
     await d.end();
+
+    // A copy is only handed over of the version that was hashed, at its length.
+    const v = sourceVersion(fds[0]);
+    const stale = { ...v, mtime: { sec: v.mtime.sec - 1, nsec: v.mtime.nsec } };
+    const copyTo = { dirfd: target, mode: 0o644, minAhead };
+    assert.equal(stageCopy(fds[0], v.size, stale, copyTo), null, "another version");
+    assert.equal(stageCopy(fds[0], v.size + 1, v, copyTo), null, "another length");
+    const fresh = stageCopy(fds[0], v.size, v, copyTo);
+    assert.ok(fresh, "the version hashed");
+    copies.push(fresh);
 
     // Once the caller places the newest file, none of the next ones is far ahead of it.
     d.begin("sha256", "sha512", null, { dirfd: target, mode: 0o644, minAhead });
