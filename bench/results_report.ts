@@ -549,7 +549,8 @@ export function renderResultsMarkdown(r: BenchResults): string {
     "- **ext4**: a `cp -a` of the XFS host (before unification) on a loop ext4; `cp -a` " +
       "(coreutils 9: copy_file_range, an in-kernel copy) of the store's layers against " +
       "`set-unified full --mode enabled-with-copy --no-pull` (every byte copied in the kernel " +
-      "and hashed on a second thread; no ostree dedupe without reflinks). The floor for a copy " +
+      "and hashed on a second thread, the two threads taking over fs-verity digests and copies " +
+      "from whichever is behind; no ostree dedupe without reflinks). The floor for a copy " +
       "with digests starts `cp -a` of the layers and bench/hash_tree.ts over the same files at " +
       "the same moment, as two processes, and takes the wall time until both have ended. " +
       "The three take turns, run by run (`cp -a`, the floor, unistore; three rounds). Each " +
