@@ -33,7 +33,17 @@ let state: LayerDigestState | null = null;
 let claims: Int32Array = new Int32Array(0);
 let copyTo: CopyTarget | null = null;
 
-function hashBatch(s: LayerDigestState, claims: Int32Array, b: FileBatch): LayerDigestReply {
+/**
+ * Hashes a batch: the stream hash over every file, the fs-verity digest of each file the main
+ * thread has not taken (`claims`), and a staged copy of those far enough ahead of its placing
+ * (`copyTo`, copy mode only).
+ */
+function hashBatch(
+  s: LayerDigestState,
+  claims: Int32Array,
+  copyTo: CopyTarget | null,
+  b: FileBatch,
+): LayerDigestReply {
   const n = b.fds.length;
   const hashSize = s.verity ? HASH_SIZES[s.verity] : 0;
   const sizes = new Float64Array(n);
@@ -81,7 +91,7 @@ self.onmessage = (ev: MessageEvent<LayerDigestRequest>) => {
     }
     if (!state) throw new Error(`"${req.t}" before "begin"`);
     if (req.t === "files") {
-      const r = hashBatch(state, claims, req);
+      const r = hashBatch(state, claims, copyTo, req);
       markAnswered(claims, req.firstSeq + req.fds.length - 1);
       const arrays = r.t === "files"
         ? [
