@@ -488,8 +488,9 @@ export class LayerDigests implements Disposable {
   }
 
   /**
-   * Starts a layer: its stream hash, whether files get an fs-verity digest, and the `objects/`
-   * of the ostree repository files may share blocks with.
+   * Starts a layer: its stream hash, whether files get an fs-verity digest, the `objects/` of
+   * the ostree repository files may share blocks with, and where the worker may stage copies
+   * of the files it is far ahead on (only with an fs-verity digest: it copies what it hashed).
    */
   begin(
     streamAlgorithm: HashAlgorithm,
