@@ -24,7 +24,7 @@ import { CStorageError } from "./errors.ts";
 import type { ImageRecord } from "./image_record.ts";
 import { configDiffIds } from "./image_writer.ts";
 import type { LayerRecord } from "./layer_record.ts";
-import { writeLayerTar } from "./layer_tar.ts";
+import { verifyLayer } from "./layer_tar.ts";
 import { LAYER_DIR, PATHS, tarSplitPath } from "./layout.ts";
 import { readLinkId, readLowers, resolveLinkId } from "./overlay_layer.ts";
 import type { StoreRoot } from "./store_root.ts";
@@ -244,7 +244,7 @@ export async function checkImageRecord(
     for (const layer of chain) {
       if (!layer.diffDigest) continue;
       try {
-        await writeLayerTar(root, layer, { write() {} });
+        await verifyLayer(root, layer);
       } catch (e) {
         if (!(e instanceof CStorageError)) throw e;
         problems.push({ object: `layer ${layer.id}`, path: e.where, message: e.message });

@@ -122,6 +122,31 @@ toolTest("checkImage reports each kind of damage, and a clean image as clean", [
     digestProblems[1],
     new RegExp(`layer ${ids[2]}: .*rebuilt tar does not match diff-digest`),
   );
+  // A diff/ file whose bytes changed but not its size: the layer no longer hashes to its
+  // diff-digest, and the deep check names the file (tar-split's CRC-64, computed only then).
+  // One whose size changed is named by its size.
+  const victim = `${store.root}/overlay/${ids[1]}/diff/var/cache/new`;
+  const good = await Deno.readFile(victim);
+  const flipped = good.slice();
+  flipped[10] ^= 0xff;
+  const restore = () => Deno.writeFile(victim, good);
+  const crcProblems = await damaged(() => Deno.writeFile(victim, flipped), restore, true);
+  assert.equal(crcProblems.length, 1, crcProblems.join("\n"));
+  assert.match(
+    crcProblems[0],
+    new RegExp(
+      `^layer ${
+        ids[1]
+      }: .*file integrity checksum failed for "var/cache/new" \\(CRC-64 mismatch\\)`,
+    ),
+  );
+  const longer = () => Deno.writeFile(victim, new Uint8Array([0]), { append: true });
+  const sizeProblems = await damaged(longer, restore, true);
+  assert.equal(sizeProblems.length, 1, sizeProblems.join("\n"));
+  assert.match(
+    sizeProblems[0],
+    new RegExp(`"var/cache/new" \\(expected ${good.length} bytes, found ${good.length + 1}\\)`),
+  );
   // Everything restored: clean again.
   assert.ok((await cs.checkImage(r.imageId, { deep: true })).ok);
 }, { root: true });
