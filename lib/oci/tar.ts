@@ -209,8 +209,8 @@ function parseNumeric(
   where: string,
   offset: number,
 ): number {
-  // Indices into the header block rather than a subarray per field: eight views per entry were
-  // a tenth of a layer import's garbage.
+  // Indices into the header block rather than a subarray per field: views that lived for one
+  // call, eight per entry, tens of MiB of garbage over a layer import.
   if (to > from && (block[from] & 0x80) !== 0) {
     const inv = (block[from] & 0x40) !== 0 ? 0xff : 0; // negative numbers are stored inverted
     let v = 0n;

@@ -362,9 +362,9 @@ export async function writeLayerTar(
 
 /**
  * Checks `layer` against its diff-digest and diff-size by rebuilding its tar, hashing only:
- * the digest covers every byte, so the per-file CRC-64 (a second pass over the bytes, a tenth
- * of a deep check's time) runs only after a mismatch, to name the `diff/` file that changed,
- * as c/storage's per-file check would. Throws {@linkcode LayerIntegrityError} as
+ * the digest covers every byte, so the per-file CRC-64 (computed in JavaScript over every byte,
+ * a tenth of a deep check's CPU time) runs only after a mismatch, in a second pass that names
+ * the `diff/` file that changed, as c/storage's per-file check would. Throws {@linkcode LayerIntegrityError} as
  * {@linkcode writeLayerTar} does. The caller holds the layer store's read lock.
  */
 export async function verifyLayer(root: StoreRoot, layer: LayerRecord): Promise<LayerTarResult> {
