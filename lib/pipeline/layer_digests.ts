@@ -22,11 +22,18 @@
  * @module
  */
 
-import { closeQuietly, pread } from "../../ffi/fs.ts";
+import { closeQuietly } from "../../ffi/fs.ts";
 import { FsVerityHasher } from "../digest/fsverity.ts";
 import { type HashAlgorithm, StreamingHash } from "../digest/hash.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
-import { cloneToTmpfile, discardClone, type PlaceMethod, type TmpClone } from "../reflink/place.ts";
+import {
+  type ByteSink,
+  cloneToTmpfile,
+  discardClone,
+  type PlaceMethod,
+  readThrough,
+  type TmpClone,
+} from "../reflink/place.ts";
 import {
   assertUnchanged,
   sameVersion,
@@ -122,26 +129,17 @@ const SHARE_CODES: readonly (ShareOutcome | null)[] = [
 const READ_CHUNK = 1 << 20;
 
 /**
- * Reads all of `fd` from offset 0 through `buf` into the given hashes and returns its size;
- * throws {@linkcode SourceChangedError} when the file is no longer at `version` after the read.
+ * Reads all of `fd` from offset 0 through `buf` into `sink` and returns its size; throws
+ * {@linkcode SourceChangedError} when the file is no longer at `version` after the read.
  */
 function readWhole(
   fd: number,
   version: SourceVersion,
   what: string,
   buf: Uint8Array<ArrayBuffer>,
-  stream: StreamingHash | null,
-  verity: FsVerityHasher | null,
+  sink: ByteSink,
 ): number {
-  let size = 0;
-  for (;;) {
-    const n = pread(fd, buf, size);
-    if (n === 0) break;
-    const chunk = buf.subarray(0, n);
-    stream?.update(chunk);
-    verity?.update(chunk);
-    size += n;
-  }
+  const size = readThrough(fd, sink, buf);
   assertUnchanged(fd, version, what, size);
   return size;
 }
@@ -201,7 +199,11 @@ export class LayerDigestState {
     withVerity = true,
   ): FileDigests {
     const verity = this.verity && withVerity ? new FsVerityHasher(this.verity) : null;
-    const size = readWhole(fd, version, what, this.#buf, this.#stream, verity);
+    const stream = this.#stream;
+    const sink = verity
+      ? { update: (c: Uint8Array) => (stream.update(c), verity.update(c)) }
+      : stream;
+    const size = readWhole(fd, version, what, this.#buf, sink);
     const share = ostreeChecksum !== "" && this.ostreeObjectsDirfd !== null
       ? shareWithOstreeObject(fd, size, this.ostreeObjectsDirfd, ostreeChecksum, what)
       : null;
@@ -317,17 +319,24 @@ function claimTag(seq: number, who: number): number {
 }
 
 /**
+ * Takes file `seq` for `who` if nobody has: one compare-and-swap on its slot. Returns the slot's
+ * value before, which says who had it (or that the slot now holds another file's number).
+ */
+function claim(claims: Int32Array, seq: number, who: number): number {
+  return Atomics.compareExchange(
+    claims,
+    seq % CLAIM_SLOTS,
+    claimTag(seq, CLAIM_FREE),
+    claimTag(seq, who),
+  );
+}
+
+/**
  * The worker's claim on file `seq`: true unless the main thread took it first (then the worker
  * feeds the file to the stream hash only).
  */
 export function takeForWorker(claims: Int32Array, seq: number): boolean {
-  const old = Atomics.compareExchange(
-    claims,
-    seq % CLAIM_SLOTS,
-    claimTag(seq, CLAIM_FREE),
-    claimTag(seq, CLAIM_WORKER),
-  );
-  return old !== claimTag(seq, CLAIM_CALLER);
+  return claim(claims, seq, CLAIM_WORKER) !== claimTag(seq, CLAIM_CALLER);
 }
 
 /** Records, just before the worker posts a batch's results, that files up to `lastSeq` are answered. */
@@ -338,15 +347,6 @@ export function markAnswered(claims: Int32Array, lastSeq: number): void {
 /** Whether the worker, at file `seq`, is far enough ahead of the caller to stage its copy. */
 export function farAheadOfPlacing(claims: Int32Array, seq: number, target: CopyTarget): boolean {
   return seq - Atomics.load(claims, PLACING_SLOT) >= target.minAhead;
-}
-
-/**
- * A file's digests on their way: awaitable, and, while unsettled, open to
- * {@linkcode LayerDigests.steal}.
- */
-export interface PendingDigests extends PromiseLike<FileDigests> {
-  /** The worker's result came in (or the request failed). */
-  readonly settled: boolean;
 }
 
 /** The worker's module; `deno compile` must be told to include it (scripts/compile.ts). */
@@ -361,10 +361,15 @@ interface Pending {
   reject(e: Error): void;
 }
 
-/** What {@linkcode LayerDigests.file} hands out: the settlers' promise and what a steal needs. */
-class FileRequest implements PendingDigests {
+/**
+ * A file's digests on their way, as {@linkcode LayerDigests.file} hands them out: awaitable,
+ * and, while unsettled, open to {@linkcode LayerDigests.steal}.
+ */
+export class PendingDigests implements PromiseLike<FileDigests> {
+  /** The worker's result came in (or the request failed). */
   settled = false;
   constructor(
+    /** The file's sequence number; -1 without a worker (computed when handed in). */
     readonly seq: number,
     readonly fd: number,
     readonly version: SourceVersion,
@@ -546,7 +551,7 @@ export class LayerDigests implements Disposable {
         r = Promise.reject(e);
         r.catch(() => {}); // the caller sees the rejection when it awaits
       }
-      return new FileRequest(-1, fd, version, what, false, r, () => {});
+      return new PendingDigests(-1, fd, version, what, false, r, () => {});
     }
     const seq = this.#seq++;
     if (this.#fds.length === 0) this.#batchFirstSeq = seq;
@@ -565,7 +570,7 @@ export class LayerDigests implements Disposable {
       if (batch === this.#batchesSent) this.#flush();
     };
     const stealable = this.#verity !== null && ostreeChecksum === "";
-    return new FileRequest(seq, fd, version, what, stealable, inner, send);
+    return new PendingDigests(seq, fd, version, what, stealable, inner, send);
   }
 
   /**
@@ -573,7 +578,7 @@ export class LayerDigests implements Disposable {
    * far ahead of it (see {@linkcode CopyTarget}).
    */
   placing(p: PendingDigests): void {
-    if (p instanceof FileRequest && p.seq >= 0) Atomics.store(this.#claims, PLACING_SLOT, p.seq);
+    if (p.seq >= 0) Atomics.store(this.#claims, PLACING_SLOT, p.seq);
   }
 
   /**
@@ -581,8 +586,7 @@ export class LayerDigests implements Disposable {
    * yet: only the event loop delivers it, and a caller stealing work is not yielding to it).
    */
   answered(p: PendingDigests): boolean {
-    if (!(p instanceof FileRequest) || p.seq < 0) return p.settled;
-    return p.settled || Atomics.load(this.#claims, ANSWERED_SLOT) >= p.seq;
+    return p.settled || (p.seq >= 0 && Atomics.load(this.#claims, ANSWERED_SLOT) >= p.seq);
   }
 
   /**
@@ -596,20 +600,12 @@ export class LayerDigests implements Disposable {
    * @throws {SourceChangedError} when the file is no longer the version it was handed in at.
    */
   steal(p: PendingDigests): FileDigests | null {
-    if (!(p instanceof FileRequest) || !p.stealable || this.answered(p) || this.#failed) {
-      return null;
-    }
+    if (!p.stealable || this.answered(p) || this.#failed) return null;
     p.send(); // the worker works on while this thread hashes
-    const old = Atomics.compareExchange(
-      this.#claims,
-      p.seq % CLAIM_SLOTS,
-      claimTag(p.seq, CLAIM_FREE),
-      claimTag(p.seq, CLAIM_CALLER),
-    );
-    if (old !== claimTag(p.seq, CLAIM_FREE)) return null;
+    if (claim(this.#claims, p.seq, CLAIM_CALLER) !== claimTag(p.seq, CLAIM_FREE)) return null;
     const verity = new FsVerityHasher(this.#verity!);
     this.#stealBuf ??= new Uint8Array(READ_CHUNK);
-    const size = readWhole(p.fd, p.version, p.what, this.#stealBuf, null, verity);
+    const size = readWhole(p.fd, p.version, p.what, this.#stealBuf, verity);
     return { size, verity: verity.digest(), share: null };
   }
 

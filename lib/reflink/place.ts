@@ -76,9 +76,15 @@ function openTmp(dirfd: number, mode: number): { fd: number; tmpName?: string } 
 // Sources are read at explicit offsets (pread, copy_file_range with offsets), never through
 // their file position: the import's digest thread reads and copies from the same open files.
 
-/** Feeds `fd`'s bytes from its start to `sink`; returns the byte count. */
-function readThrough(fd: number, sink: ByteSink): number {
-  const buf = buffer();
+/**
+ * Feeds `fd`'s bytes from its start to `sink`, read into `buf` (by default a buffer of this
+ * module's, one per thread); returns the byte count.
+ */
+export function readThrough(
+  fd: number,
+  sink: ByteSink,
+  buf: Uint8Array<ArrayBuffer> = buffer(),
+): number {
   let total = 0;
   for (;;) {
     const n = pread(fd, buf, total);

@@ -373,7 +373,17 @@ export async function verifyLayer(root: StoreRoot, layer: LayerRecord): Promise<
   } catch (e) {
     if (!(e instanceof LayerIntegrityError)) throw e;
     // Names the culprit when it is a diff/ file; else the digest error stands (tar-split).
-    for await (const _ of layerTarChunks(root, layer)) { /* each file checked on the way */ }
+    await checkLayerFiles(root, layer);
     throw e;
   }
+}
+
+/**
+ * Reads every `diff/` file of `layer` against its tar-split entry (size, CRC-64), as c/storage
+ * does when it rebuilds a tar. Throws {@linkcode LayerIntegrityError} naming the first file that
+ * differs or is missing; returns when all match (the layer's digest is not checked). The caller
+ * holds the layer store's read lock.
+ */
+export async function checkLayerFiles(root: StoreRoot, layer: LayerRecord): Promise<void> {
+  for await (const _ of layerTarChunks(root, layer)) { /* each file checked on the way */ }
 }

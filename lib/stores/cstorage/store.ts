@@ -30,7 +30,7 @@ import { imageDigests, type ImageRecord, parseImageRecord } from "./image_record
 import { type ImageInput, type ImageWriteResult, writeImage } from "./image_writer.ts";
 import { type LayerRecord, parseLayerRecord } from "./layer_record.ts";
 import {
-  layerTarChunks,
+  checkLayerFiles,
   type LayerTarPart,
   layerTarParts,
   type LayerTarResult,
@@ -234,7 +234,7 @@ export class CStorage implements Disposable {
     return this.#locked({ graph: "read", layers: "read" }, async () => {
       const layer = this.#loadLayers().find((l) => l.id === layerId);
       if (!layer) throw new LayerNotFoundError(`${this.path}: layer ${layerId}`, "no such layer");
-      for await (const _ of layerTarChunks(this.root, layer)) { /* each file checked on the way */ }
+      await checkLayerFiles(this.root, layer);
     });
   }
 
