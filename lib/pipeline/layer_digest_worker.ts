@@ -11,7 +11,7 @@
 
 /// <reference lib="deno.worker" />
 
-import { HASH_SIZES } from "../digest/hash.ts";
+import { HASH_SIZES, toHex } from "../digest/hash.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
 import {
   copyCode,
@@ -22,6 +22,7 @@ import {
   type LayerDigestReply,
   type LayerDigestRequest,
   LayerDigestState,
+  linkCopyCode,
   markAnswered,
   shareCode,
   stageCopy,
@@ -32,11 +33,13 @@ import {
 let state: LayerDigestState | null = null;
 let claims: Int32Array = new Int32Array(0);
 let copyTo: CopyTarget | null = null;
+/** The `objects/XX/` directories made or found by this thread's links, per layer. */
+let prefixes = new Set<string>();
 
 /**
  * Hashes a batch: the stream hash over every file, the fs-verity digest of each file the main
  * thread has not taken (`claims`), and a staged copy of those far enough ahead of its placing
- * (`copyTo`, copy mode only).
+ * (`copyTo`, copy mode only), linked as its object when `copyTo.link` says so.
  */
 function hashBatch(
   s: LayerDigestState,
@@ -52,6 +55,7 @@ function hashBatch(
   const sharedBytes = new Float64Array(n);
   const copyFds = new Int32Array(n).fill(-1);
   const copyMethods = new Uint8Array(n);
+  const links = new Uint8Array(n);
   const failures: FileFailure[] = [];
   let start = 0;
   for (let i = 0; i < n; i++) {
@@ -67,8 +71,11 @@ function hashBatch(
       if (verity && r.verity) verity.set(r.verity, i * hashSize);
       if (copyTo && withVerity && farAheadOfPlacing(claims, b.firstSeq + i, copyTo)) {
         const copy = stageCopy(b.fds[i], r.size, version, copyTo);
-        copyFds[i] = copy?.fd ?? -1;
         copyMethods[i] = copyCode(copy);
+        if (copy && copyTo.link) {
+          links[i] = linkCopyCode(copy, toHex(r.verity!), copyTo, prefixes);
+          if (links[i] === 0) copyMethods[i] = 0; // gone: the caller copies it itself
+        } else copyFds[i] = copy?.fd ?? -1;
       }
     } catch (e) {
       const changed = e instanceof SourceChangedError
@@ -77,7 +84,7 @@ function hashBatch(
       failures.push({ index: i, message: e instanceof Error ? e.message : String(e), changed });
     }
   }
-  return { t: "files", sizes, verity, shares, sharedBytes, copyFds, copyMethods, failures };
+  return { t: "files", sizes, verity, shares, sharedBytes, copyFds, copyMethods, links, failures };
 }
 
 self.onmessage = (ev: MessageEvent<LayerDigestRequest>) => {
@@ -87,6 +94,7 @@ self.onmessage = (ev: MessageEvent<LayerDigestRequest>) => {
       state = new LayerDigestState(req.streamAlgorithm, req.verity, req.ostreeObjectsDirfd);
       claims = req.claims;
       copyTo = req.copyTo;
+      prefixes = new Set();
       return;
     }
     if (!state) throw new Error(`"${req.t}" before "begin"`);
@@ -100,6 +108,7 @@ self.onmessage = (ev: MessageEvent<LayerDigestRequest>) => {
           r.sharedBytes,
           r.copyFds,
           r.copyMethods,
+          r.links,
           ...(r.verity ? [r.verity] : []),
         ]
         : [];

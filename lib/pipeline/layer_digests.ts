@@ -14,7 +14,8 @@
  * wait takes files' fs-verity digests itself ({@linkcode LayerDigests.steal}; one
  * compare-and-swap per file decides who hashes it, the stream hash stays the worker's), and a
  * worker far ahead of the caller's placing stages the copies itself (copy mode,
- * {@linkcode CopyTarget}), from the bytes it has just read into its page cache.
+ * {@linkcode CopyTarget}), from the bytes it has just read into its page cache, and, where the
+ * repository names objects by the digest it computed, links them as objects too.
  *
  * When no Worker can be started, the same {@linkcode LayerDigestState} runs on the calling
  * thread: slower, same results.
@@ -26,6 +27,8 @@ import { closeQuietly } from "../../ffi/fs.ts";
 import { FsVerityHasher } from "../digest/fsverity.ts";
 import { type HashAlgorithm, StreamingHash } from "../digest/hash.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
+import type { ObjectId } from "../stores/composefs/object_id.ts";
+import { linkObjectAt, type ObjectOutcome } from "../stores/composefs/object_link.ts";
 import {
   type ByteSink,
   cloneToTmpfile,
@@ -58,6 +61,11 @@ export interface FileDigests {
    * discards it.
    */
   copy?: TmpClone | null;
+  /**
+   * The worker's copy, already linked as the object `verity` names ({@linkcode CopyTarget.link};
+   * `copy` is then null): how it was copied, and whether the object was new.
+   */
+  linked?: { method: PlaceMethod; outcome: ObjectOutcome } | null;
 }
 
 /**
@@ -71,6 +79,13 @@ export interface CopyTarget {
   dirfd: number;
   mode: number;
   minAhead: number;
+  /**
+   * Also name each copy as the object its fs-verity digest names, `XX/<rest>` in `dirfd` (a
+   * composefs `objects/`): for repositories that name objects by the digest computed in
+   * userspace. Where the kernel measures it (fs-verity enabled on the object), the caller names
+   * the copy, as it does its own. Off, the copy is handed over unnamed.
+   */
+  link: boolean;
 }
 
 /** Place methods as the worker's reply codes them (0: no copy). Internal to this module. */
@@ -111,6 +126,28 @@ export function stageCopy(
 /** The reply code of a staged copy. */
 export function copyCode(copy: TmpClone | null): number {
   return copy ? Math.max(0, COPY_CODES.indexOf(copy.method)) : 0;
+}
+
+/** Link outcomes as the worker's reply codes them (0: not linked). Internal to this module. */
+const LINK_CODES: readonly (ObjectOutcome | null)[] = [null, "written", "already-present"];
+
+/**
+ * Names a copy {@linkcode stageCopy} made as object `id` in the copy target (see
+ * {@linkcode CopyTarget.link}), creating `XX/` unless `prefixes` has it. Returns the outcome's
+ * reply code, or 0 when it could not be linked: the copy is gone then, and the caller copies and
+ * links the file itself, meeting the error there with its own message.
+ */
+export function linkCopyCode(
+  copy: TmpClone,
+  id: ObjectId,
+  target: CopyTarget,
+  prefixes: Set<string>,
+): number {
+  try {
+    return LINK_CODES.indexOf(linkObjectAt(target.dirfd, copy, id, prefixes));
+  } catch {
+    return 0;
+  }
 }
 
 /**
@@ -271,6 +308,8 @@ export type LayerDigestReply =
     /** Per file, the fd of a staged copy (-1 for none), and its {@linkcode COPY_CODES} index. */
     copyFds: Int32Array;
     copyMethods: Uint8Array;
+    /** Per file, the {@linkcode LINK_CODES} index of a copy the worker linked (its fd is -1). */
+    links: Uint8Array;
     failures: FileFailure[];
   }
   | { t: "end"; digest: Uint8Array }
@@ -677,7 +716,9 @@ export class LayerDigests implements Disposable {
       const copy = method && this.#copyTo && r.copyFds[i] >= 0
         ? { fd: r.copyFds[i], method, size: r.sizes[i], dirfd: this.#copyTo.dirfd }
         : null;
-      p.resolve({ size: r.sizes[i], verity, share, copy });
+      const linkOutcome = LINK_CODES[r.links[i]];
+      const linked = method && linkOutcome ? { method, outcome: linkOutcome } : null;
+      p.resolve({ size: r.sizes[i], verity, share, copy, linked });
     });
   }
 

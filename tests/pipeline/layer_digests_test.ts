@@ -278,7 +278,7 @@ fsTest("LayerDigests stages byte-exact copies of the files it is far ahead on, n
   const copies: TmpClone[] = [];
   try {
     using d = await threadedDigests();
-    d.begin("sha256", "sha512", null, { dirfd: target, mode: 0o644, minAhead });
+    d.begin("sha256", "sha512", null, { dirfd: target, mode: 0o644, minAhead, link: false });
     // The caller places nothing meanwhile: file i is i files ahead of its placing.
     const results = layer.paths.map((p, i) => d.file(fds[i], sourceVersion(fds[i]), p));
     const got = await within(Promise.all(results), "the layer");
@@ -300,7 +300,7 @@ fsTest("LayerDigests stages byte-exact copies of the files it is far ahead on, n
     // A copy is only handed over of the version that was hashed, at its length.
     const v = sourceVersion(fds[0]);
     const stale = { ...v, mtime: { sec: v.mtime.sec - 1, nsec: v.mtime.nsec } };
-    const copyTo = { dirfd: target, mode: 0o644, minAhead };
+    const copyTo = { dirfd: target, mode: 0o644, minAhead, link: false };
     assert.equal(stageCopy(fds[0], v.size, stale, copyTo), null, "another version");
     assert.equal(stageCopy(fds[0], v.size + 1, v, copyTo), null, "another length");
     const fresh = stageCopy(fds[0], v.size, v, copyTo);
@@ -308,7 +308,7 @@ fsTest("LayerDigests stages byte-exact copies of the files it is far ahead on, n
     copies.push(fresh);
 
     // Once the caller places the newest file, none of the next ones is far ahead of it.
-    d.begin("sha256", "sha512", null, { dirfd: target, mode: 0o644, minAhead });
+    d.begin("sha256", "sha512", null, { dirfd: target, mode: 0o644, minAhead, link: false });
     const more = layer.paths.slice(0, 10).map((p, i) => d.file(fds[i], sourceVersion(fds[i]), p));
     d.placing(more[0]);
     for (const r of await within(Promise.all(more), "ten more")) assert.ok(!r.copy);
@@ -317,6 +317,66 @@ fsTest("LayerDigests stages byte-exact copies of the files it is far ahead on, n
     copies.forEach(discardClone);
     close(target);
     fds.forEach(close);
+  }
+});
+
+fsTest("LayerDigests links the copies it stages as objects named by their fs-verity digest", [
+  "ext4",
+], async (fs) => {
+  const dir = `${fs.mountpoint}/src`;
+  const objects = `${fs.mountpoint}/objects`;
+  await Deno.mkdir(dir);
+  await Deno.mkdir(objects);
+  const minAhead = 20;
+  const n = minAhead + 12;
+  // Files 0 and 1 of the far-ahead ones have the same bytes: one object, found the second time.
+  const sizes = Array.from({ length: n }, (_, i) => 65 + i * 53);
+  const layer = await writeLayer(dir, sizes, 11);
+  await Deno.writeFile(layer.paths[minAhead + 1], layer.contents[minAhead]);
+  layer.contents[minAhead + 1] = layer.contents[minAhead];
+  const idOf = (i: number) => toHex(fsverityDigest(layer.contents[i], "sha512"));
+  const objectPath = (id: string) => `${objects}/${id.slice(0, 2)}/${id.slice(2)}`;
+  // What a power cut can leave: the name of a far-ahead file's object on an empty file.
+  const torn = objectPath(idOf(n - 1));
+  await Deno.mkdir(torn.slice(0, torn.lastIndexOf("/")), { recursive: true });
+  await Deno.writeFile(torn, new Uint8Array(0));
+  const fds = openAll(layer.paths);
+  const target = openAt(AT.FDCWD, objects, O.RDONLY | O.DIRECTORY);
+  const copies: TmpClone[] = [];
+  try {
+    using d = await threadedDigests();
+    d.begin("sha256", "sha512", null, { dirfd: target, mode: 0o644, minAhead, link: true });
+    const results = layer.paths.map((p, i) => d.file(fds[i], sourceVersion(fds[i]), p));
+    const got = await within(Promise.all(results), "the layer");
+    for (const [i, r] of got.entries()) {
+      if (r.copy) copies.push(r.copy);
+      assert.equal(r.copy ?? null, null, `file ${i}: a linked copy is not handed over`);
+      if (i < minAhead) {
+        assert.equal(r.linked, null, `file ${i} is close behind`);
+        continue;
+      }
+      assert.deepEqual(r.verity, fsverityDigest(layer.contents[i], "sha512"));
+      const expected = i === minAhead + 1 ? "already-present" : "written";
+      assert.deepEqual(r.linked, { method: "copy_file_range", outcome: expected }, `file ${i}`);
+      const path = objectPath(idOf(i));
+      assert.deepEqual(await Deno.readFile(path), layer.contents[i], `object of file ${i}`);
+      assert.equal((await Deno.stat(path)).mode! & 0o7777, 0o644);
+    }
+    assert.equal((await Deno.stat(torn)).size, sizes[n - 1], "the torn object was replaced");
+    const whole = createHash("sha256");
+    for (const c of layer.contents) whole.update(c);
+    assert.equal(toHex(await d.end()), whole.digest("hex"), "the stream hash has every file");
+  } finally {
+    copies.forEach(discardClone);
+    close(target);
+    fds.forEach(close);
+  }
+  // Nothing but objects: no temporary names left in objects/ or its XX/ directories.
+  for await (const e of Deno.readDir(objects)) {
+    assert.match(e.name, /^[0-9a-f]{2}$/);
+    for await (const o of Deno.readDir(`${objects}/${e.name}`)) {
+      assert.match(o.name, /^[0-9a-f]{126}$/);
+    }
   }
 });
 

@@ -57,8 +57,6 @@ import { toHex } from "../../digest/hash.ts";
 import {
   cloneToTmpfile,
   type CopyPolicy,
-  discardClone,
-  linkNoReplace,
   type PlaceMethod,
   type TmpClone,
 } from "../../reflink/place.ts";
@@ -86,11 +84,13 @@ import {
   objectIdFromTarget,
   objectPathname,
 } from "./object_id.ts";
+import { DIR_MODE, linkObjectAt, type ObjectOutcome, releaseStaged } from "./object_link.ts";
+
+/** How an object got into the repository (defined with the linking, lib/stores/composefs/object_link.ts). */
+export type { ObjectOutcome };
 
 /** Mode of a new repository directory (bootc `COMPOSEFS_MODE`, composefs-rs `init_path`). */
 export const REPO_DIR_MODE = 0o700;
-/** Mode of `objects/XX/`, `streams/refs/…` and other directories the writer creates. */
-const DIR_MODE = 0o755;
 /** Mode of objects (composefs-rs streaming path: 0644 & ~umask). */
 const OBJECT_MODE = 0o644;
 /** Read size when hashing or copying objects. */
@@ -131,9 +131,6 @@ export interface OpenRepoOptions {
   /** Algorithm to assume for a legacy repository that has no objects to infer it from. */
   legacyAlgorithm?: HashAlgorithm;
 }
-
-/** How an object got into the repository. */
-export type ObjectOutcome = "written" | "already-present";
 
 /** Result of placing an object from another file. */
 export interface PlacedObject {
@@ -608,31 +605,23 @@ export class ComposefsRepo implements Disposable {
   }
 
   /**
-   * @internal Names a staged file `objects/XX/…` unless an object of that id exists.
-   * Always releases the staged file (fd closed, temporary name removed).
+   * @internal Names a staged file `objects/XX/…` unless an object of that id exists
+   * ({@linkcode linkObjectAt}). Always releases the staged file (fd closed, temporary name removed).
    */
   linkStaged(tmp: TmpClone, id: ObjectId): ObjectOutcome {
-    try {
-      const objects = this.objectsDirfd(true);
-      const name = objectPathname(id);
-      // No stat first: the no-replace link answers "exists" itself, and an import links tens of
-      // thousands of objects; only an existing one is stat'ed (below).
-      const prefix = id.slice(0, 2);
-      if (!this.#prefixDirs.has(prefix)) {
-        ensureDirAt(objects, prefix, DIR_MODE);
-        this.#prefixDirs.add(prefix);
-      }
-      // An object of another size than its bytes is what a power cut leaves of an object
-      // linked before its data reached the disk: replaced, not trusted.
-      const r = linkNoReplace(tmp, objects, name, { replaceWrongSize: true });
-      faultPoint("composefs.object-linked");
-      // linkNoReplace closed the fd and removed a leftover name: nothing left to release.
-      tmp.fd = -1;
-      tmp.tmpName = undefined;
-      return r === "exists" ? "already-present" : "written";
-    } finally {
-      releaseStaged(tmp);
-    }
+    const outcome = linkObjectAt(this.objectsDirfd(true), tmp, id, this.#prefixDirs);
+    faultPoint("composefs.object-linked");
+    return outcome;
+  }
+
+  /**
+   * @internal Counts an object another thread of this process linked with
+   * {@linkcode linkObjectAt} (the import's digest worker), at the point this thread learns of
+   * it: it passes the fault point {@linkcode linkStaged} passes, so a crash test counts one
+   * point per object linked, whichever thread linked it.
+   */
+  linkedElsewhere(): void {
+    faultPoint("composefs.object-linked");
   }
 
   /** @internal Finishes a writer's staged file: name it (verity or userspace digest), link it. */
@@ -932,13 +921,6 @@ export class ObjectWriter {
  * Closes a staged file and removes its temporary name, once: the fields are cleared so a
  * second call (from an outer error handler) cannot close an fd number reused meanwhile.
  */
-function releaseStaged(tmp: TmpClone): void {
-  if (tmp.fd < 0 && tmp.tmpName === undefined) return;
-  discardClone(tmp);
-  tmp.fd = -1;
-  tmp.tmpName = undefined;
-}
-
 /** O_TMPFILE in `dirfd`, or a `.tmp-object-XXXXXXXXXXXX` file renamed into place later. */
 function openStagingFile(dirfd: number, mode: number): TmpClone {
   try {
