@@ -9,7 +9,13 @@
  */
 
 /**
- * Reads exact byte counts from an async iterable of chunks.
+ * What a source hands a {@linkcode ByteReader} per step: a chunk, or several in order (a
+ * producer that has many small ones at once saves a step of the async iteration per chunk).
+ */
+export type ByteChunks = Uint8Array | readonly Uint8Array[];
+
+/**
+ * Reads exact byte counts from an async iterable of chunks (or of arrays of chunks).
  *
  * @example
  * ```ts
@@ -19,7 +25,7 @@
  * ```
  */
 export class ByteReader {
-  readonly #source: AsyncIterator<Uint8Array>;
+  readonly #source: AsyncIterator<ByteChunks>;
   #chunks: Uint8Array[] = [];
   #head = 0;
   #eof = false;
@@ -28,7 +34,7 @@ export class ByteReader {
   /** Bytes taken so far (the offset of the next byte in the stream). */
   offset = 0;
 
-  constructor(source: AsyncIterable<Uint8Array>) {
+  constructor(source: AsyncIterable<ByteChunks>) {
     this.#source = source[Symbol.asyncIterator]();
   }
 
@@ -37,12 +43,16 @@ export class ByteReader {
     while (this.length < n && !this.#eof) {
       const r = await this.#source.next();
       if (r.done) this.#eof = true;
-      else if (r.value.length > 0) {
-        this.#chunks.push(r.value);
-        this.length += r.value.length;
-      }
+      else if (r.value instanceof Uint8Array) this.#push(r.value);
+      else for (const chunk of r.value) this.#push(chunk);
     }
     return this.length >= n;
+  }
+
+  #push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.length += chunk.length;
   }
 
   /** True once the source is exhausted and every byte was taken. */

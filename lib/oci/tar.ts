@@ -36,7 +36,7 @@
  * @module
  */
 
-import { ByteReader } from "./byte_reader.ts";
+import { type ByteChunks, ByteReader } from "./byte_reader.ts";
 import { TarFormatError } from "./errors.ts";
 
 /** Tar archives are sequences of 512-byte blocks; every offset below is in these units. */
@@ -379,7 +379,7 @@ export class TarReader {
    * @param source the archive bytes (uncompressed), in order.
    * @param where names the archive in errors (a blob digest, a file path).
    */
-  constructor(source: AsyncIterable<Uint8Array>, readonly where = "tar archive") {
+  constructor(source: AsyncIterable<ByteChunks>, readonly where = "tar archive") {
     this.#queue = new ByteReader(source);
   }
 

@@ -11,7 +11,7 @@
  * 2. When a layer stream is missing, reflinks are probed from the store into the repository;
  *    under `reflink-required` a filesystem without them fails here, before anything is written.
  * 3. Each missing layer's exact tar is rebuilt from its tar-split and `diff/` files
- *    ({@linkcode CStorage.layerTarParts}) and split as composefs-rs splits a layer
+ *    ({@linkcode CStorage.layerTarPartBatches}) and split as composefs-rs splits a layer
  *    (specs/composefs-repo.md §5.10): headers, padding, small payloads inline; each regular
  *    file over 64 bytes becomes an object CLONED from its `diff/` file, named by the fs-verity
  *    digest of the bytes placed (measured by the kernel in secure repositories). The digest
@@ -68,7 +68,7 @@ import {
 } from "../stores/cstorage/mod.ts";
 import { LayerStreamError, PipelineError } from "./errors.ts";
 import { type FileDigests, LayerDigests, type PendingDigests } from "./layer_digests.ts";
-import { placeholderTar } from "./placeholder_tar.ts";
+import { placeholderTarBatches } from "./placeholder_tar.ts";
 import { assertUnchanged, type SourceVersion, sourceVersion } from "../reflink/source_version.ts";
 import {
   countShare,
@@ -384,8 +384,9 @@ async function splitStoreLayer(
   // The tar reader parses segments with placeholders for file content, so that no file is read
   // before it is known whether it becomes an object (cloned) or inline data (read).
   const files: { part: Extract<LayerTarPart, { type: "file" }>; offset: number }[] = [];
-  const parts = cstore.layerTarParts(layer.id); // holds the layer store's read lock until done
-  const source = placeholderTar(parts, (p, offset) => {
+  // Holds the layer store's read lock until done.
+  const parts = cstore.layerTarPartBatches(layer.id);
+  const source = placeholderTarBatches(parts, (p, offset) => {
     if (p.type === "segment") return p.bytes;
     if (p.size > 0) files.push({ part: p, offset });
     return p.size;

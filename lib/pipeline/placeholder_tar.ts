@@ -71,6 +71,34 @@ export async function* placeholderTar<T>(
   }
 }
 
+/**
+ * {@linkcode placeholderTar} for pieces that come in batches: one array of chunks per batch
+ * (lib/oci/byte_reader.ts takes them as they are), so that a batch costs one step of the
+ * async iteration, not one per piece. `bytesOf` sees every piece of a batch when the batch is
+ * pulled, before any of its chunks is read.
+ *
+ * @example
+ * ```ts ignore
+ * const tar = new TarReader(placeholderTarBatches(store.layerTarPartBatches(id), (p) =>
+ *   p.type === "segment" ? p.bytes : p.size), where);
+ * ```
+ */
+export async function* placeholderTarBatches<T>(
+  batches: AsyncIterable<readonly T[]>,
+  bytesOf: (piece: T, offset: number) => Uint8Array | number,
+): AsyncGenerator<Uint8Array[]> {
+  let offset = 0;
+  for await (const batch of batches) {
+    const chunks: Uint8Array[] = [];
+    for (const piece of batch) {
+      const b = bytesOf(piece, offset);
+      offset += typeof b === "number" ? b : b.length;
+      for (const chunk of placeholderBytes(b)) chunks.push(chunk);
+    }
+    if (chunks.length > 0) yield chunks;
+  }
+}
+
 /** `b` itself, or `b` placeholder bytes in chunks of at most {@linkcode PLACEHOLDER}'s size. */
 function* placeholderBytes(b: Uint8Array | number): Generator<Uint8Array> {
   if (typeof b !== "number") {

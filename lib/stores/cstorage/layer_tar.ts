@@ -24,7 +24,7 @@ import type { LayerRecord } from "./layer_record.ts";
 import { LAYER_DIR, PATHS, tarSplitPath } from "./layout.ts";
 import { readLowers, resolveLinkId } from "./overlay_layer.ts";
 import type { StoreRoot } from "./store_root.ts";
-import { readTarSplitEntries } from "./tar_split.ts";
+import { readTarSplitBatches } from "./tar_split.ts";
 
 /** Read size for file content. */
 const CHUNK = 1 << 20;
@@ -221,41 +221,40 @@ export async function* layerTarChunks(
   const getter = new DiffFileGetter(root, layer.id);
   const where = `${root.path}: layer ${layer.id}`;
   try {
-    for await (
-      const e of readTarSplitEntries(
-        tarSplitChunks(root, layer.id),
-        `${root.path}/${tarSplitPath(layer.id)}`,
-      )
-    ) {
-      if (e.type === "segment") {
-        if (e.payload.length > 0) yield e.payload;
-        continue;
-      }
-      if (e.size === 0) continue;
-      const fd = getter.open(e.name);
-      if (fd === null) {
-        throw new LayerIntegrityError(
-          where,
-          `${JSON.stringify(printable(e.name))}: file missing from diff/`,
-        );
-      }
-      const crc = perFileCrc ? new Crc64Iso() : null;
-      let n = 0;
-      try {
-        for (const chunk of fileChunks(fd)) {
-          crc?.update(chunk);
-          n += chunk.length;
-          yield chunk;
+    const splitPath = `${root.path}/${tarSplitPath(layer.id)}`;
+    // In batches: one step of the async iteration per run of lines, not per entry.
+    for await (const batch of readTarSplitBatches(tarSplitChunks(root, layer.id), splitPath)) {
+      for (const e of batch) {
+        if (e.type === "segment") {
+          if (e.payload.length > 0) yield e.payload;
+          continue;
         }
-      } finally {
-        close(fd);
-      }
-      if (n !== e.size || (crc && (e.crc === null || !sameBytes(crc.digestBytes(), e.crc)))) {
-        throw new LayerIntegrityError(
-          where,
-          `file integrity checksum failed for ${JSON.stringify(printable(e.name))}` +
-            (n !== e.size ? ` (expected ${e.size} bytes, found ${n})` : " (CRC-64 mismatch)"),
-        );
+        if (e.size === 0) continue;
+        const fd = getter.open(e.name);
+        if (fd === null) {
+          throw new LayerIntegrityError(
+            where,
+            `${JSON.stringify(printable(e.name))}: file missing from diff/`,
+          );
+        }
+        const crc = perFileCrc ? new Crc64Iso() : null;
+        let n = 0;
+        try {
+          for (const chunk of fileChunks(fd)) {
+            crc?.update(chunk);
+            n += chunk.length;
+            yield chunk;
+          }
+        } finally {
+          close(fd);
+        }
+        if (n !== e.size || (crc && (e.crc === null || !sameBytes(crc.digestBytes(), e.crc)))) {
+          throw new LayerIntegrityError(
+            where,
+            `file integrity checksum failed for ${JSON.stringify(printable(e.name))}` +
+              (n !== e.size ? ` (expected ${e.size} bytes, found ${n})` : " (CRC-64 mismatch)"),
+          );
+        }
       }
     }
   } finally {
@@ -268,8 +267,7 @@ export type LayerTarPart =
   | { type: "segment"; bytes: Uint8Array }
   | {
     type: "file";
-    /** The entry name as stored in the tar header (raw bytes). */
-    name: Uint8Array;
+    /** The entry name, printable (for messages and paths shown to people). */
     nameText: string;
     size: number;
     /** CRC-64/GO-ISO of the content (8 bytes, big-endian); null when `size` is 0. */
@@ -282,31 +280,35 @@ export type LayerTarPart =
   };
 
 /**
- * A layer tar as parts: raw segments (headers, padding, end blocks) and file entries with a way
- * to open each file's content in `diff/`, so a consumer can rebuild the tar while cloning the
- * payloads (containers-storage → composefs) instead of copying them. The content is not checked
- * here: a consumer checks each file's CRC-64 (or the final DiffID) over the bytes it clones.
+ * A layer tar as parts, in batches (one per run of tar-split lines decompressed at once): raw
+ * segments (headers, padding, end blocks) and file entries with a way to open each file's
+ * content in `diff/`, so a consumer can rebuild the tar while cloning the payloads
+ * (containers-storage → composefs) instead of copying them. The content is not checked here: a
+ * consumer checks each file's CRC-64 (or the final DiffID) over the bytes it clones.
  */
-export async function* layerTarParts(
+export async function* layerTarPartBatches(
   root: StoreRoot,
   layer: LayerRecord,
-): AsyncGenerator<LayerTarPart> {
+): AsyncGenerator<LayerTarPart[]> {
   const getter = new DiffFileGetter(root, layer.id);
   const where = `${root.path}/${tarSplitPath(layer.id)}`;
   try {
-    for await (const e of readTarSplitEntries(tarSplitChunks(root, layer.id), where)) {
-      if (e.type === "segment") {
-        if (e.payload.length > 0) yield { type: "segment", bytes: e.payload };
-        continue;
+    for await (const entries of readTarSplitBatches(tarSplitChunks(root, layer.id), where)) {
+      const parts: LayerTarPart[] = [];
+      for (const e of entries) {
+        if (e.type === "segment") {
+          if (e.payload.length > 0) parts.push({ type: "segment", bytes: e.payload });
+          continue;
+        }
+        parts.push({
+          type: "file",
+          nameText: printable(e.name),
+          size: e.size,
+          crc: e.crc,
+          open: () => getter.open(e.name),
+        });
       }
-      yield {
-        type: "file",
-        name: bytesFromBinary(e.name),
-        nameText: printable(e.name),
-        size: e.size,
-        crc: e.crc,
-        open: () => getter.open(e.name),
-      };
+      if (parts.length > 0) yield parts;
     }
   } finally {
     getter.close();

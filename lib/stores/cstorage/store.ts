@@ -32,7 +32,7 @@ import { type LayerRecord, parseLayerRecord } from "./layer_record.ts";
 import {
   checkLayerFiles,
   type LayerTarPart,
-  layerTarParts,
+  layerTarPartBatches,
   type LayerTarResult,
   type TarByteSink,
   writeLayerTar,
@@ -239,26 +239,28 @@ export class CStorage implements Disposable {
   }
 
   /**
-   * Layer `layerId`'s tar as tar-split parts with openable `diff/` files (see
-   * {@linkcode layerTarParts}), holding the layer store's read lock until the iteration ends.
-   * Do not write to this store while iterating: the write would wait for the lock forever.
+   * Layer `layerId`'s tar as tar-split parts with openable `diff/` files, in batches (see
+   * {@linkcode layerTarPartBatches}), holding the layer store's read lock until the iteration
+   * ends. Do not write to this store while iterating: the write would wait for the lock forever.
    *
    * @example
    * ```ts ignore
-   * for await (const p of store.layerTarParts(id)) {
-   *   if (p.type === "segment") out.push(p.bytes);
-   *   else if (p.size > 0) { const fd = p.open()!; try { cloneInto(fd) } finally { close(fd) } }
+   * for await (const batch of store.layerTarPartBatches(id)) {
+   *   for (const p of batch) {
+   *     if (p.type === "segment") out.push(p.bytes);
+   *     else if (p.size > 0) { const fd = p.open()!; try { cloneInto(fd) } finally { close(fd) } }
+   *   }
    * }
    * ```
    */
-  async *layerTarParts(layerId: string): AsyncGenerator<LayerTarPart> {
+  async *layerTarPartBatches(layerId: string): AsyncGenerator<LayerTarPart[]> {
     await using _locks = await StoreLocks.acquire(this.root.fd, this.root.path, {
       graph: "read",
       layers: "read",
     }, { readOnly: this.root.readOnly });
     const layer = this.#loadLayers().find((l) => l.id === layerId);
     if (!layer) throw new LayerNotFoundError(`${this.path}: layer ${layerId}`, "no such layer");
-    yield* layerTarParts(this.root, layer);
+    yield* layerTarPartBatches(this.root, layer);
   }
 
   /**

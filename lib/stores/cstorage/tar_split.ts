@@ -280,6 +280,25 @@ export async function* readTarSplitEntries(
   chunks: AsyncIterable<Uint8Array>,
   where: string,
 ): AsyncGenerator<TarSplitEntry> {
+  for await (const batch of readTarSplitBatches(chunks, where)) yield* batch;
+}
+
+/**
+ * {@linkcode readTarSplitEntries} in batches: the entries of each run of whole lines a chunk
+ * completes, in order. An import walks a layer's tens of thousands of entries through several
+ * stages; one step of an async iteration per batch, not per entry, was a third of that walk.
+ *
+ * @example
+ * ```ts ignore
+ * for await (const batch of readTarSplitBatches(jsonLines, where)) {
+ *   for (const e of batch) if (e.type === "file") names.push(e.name);
+ * }
+ * ```
+ */
+export async function* readTarSplitBatches(
+  chunks: AsyncIterable<Uint8Array>,
+  where: string,
+): AsyncGenerator<TarSplitEntry[]> {
   const dups = new DuplicatePathCheck(where);
   const decoder = new TextDecoder("utf-8", { fatal: true });
   let expect = 0;
@@ -295,6 +314,13 @@ export async function* readTarSplitEntries(
     expect++;
     if (e.type === "file") dups.add(e.name);
     return e;
+  };
+  const emitAll = (lines: string[], out: TarSplitEntry[] = []): TarSplitEntry[] => {
+    for (const text of lines) {
+      const e = emit(text);
+      if (e) out.push(e);
+    }
+    return out;
   };
   // Whole runs of lines are decoded at once: one decoder call per line was a tenth of an
   // import's time. A line is UTF-8 on its own iff the run is (a newline never sits inside a
@@ -319,24 +345,23 @@ export async function* readTarSplitEntries(
   };
   let carry: Uint8Array = new Uint8Array(0);
   for await (const chunk of chunks) {
-    const last = chunk.lastIndexOf(0x0a);
-    if (last < 0) {
+    const first = chunk.indexOf(0x0a);
+    if (first < 0) {
       carry = concatBytes([carry, chunk]);
       continue;
     }
-    const run = carry.length > 0
-      ? concatBytes([carry, chunk.subarray(0, last)])
-      : chunk.subarray(0, last);
+    // The line the carry began, completed; then the chunk's own whole lines, decoded in place
+    // (joining the carry to the whole chunk copied every byte of the tar-split once more).
+    const last = chunk.lastIndexOf(0x0a);
+    const batch = emitAll(decodeLines(
+      carry.length > 0 ? concatBytes([carry, chunk.subarray(0, first)]) : chunk.subarray(0, first),
+    ));
+    if (last > first) emitAll(decodeLines(chunk.subarray(first + 1, last)), batch);
     carry = chunk.slice(last + 1);
-    for (const text of decodeLines(run)) {
-      const e = emit(text);
-      if (e) yield e;
-    }
+    if (batch.length > 0) yield batch;
   }
   if (carry.length > 0) {
-    for (const text of decodeLines(carry)) {
-      const e = emit(text);
-      if (e) yield e;
-    }
+    const batch = emitAll(decodeLines(carry));
+    if (batch.length > 0) yield batch;
   }
 }

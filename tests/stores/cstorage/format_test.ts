@@ -20,6 +20,7 @@ import { newLinkId } from "../../../lib/stores/cstorage/overlay_layer.ts";
 import {
   encodeTarSplitEntry,
   parseTarSplitLine,
+  readTarSplitBatches,
   readTarSplitEntries,
   type TarSplitEntry,
 } from "../../../lib/stores/cstorage/tar_split.ts";
@@ -145,6 +146,49 @@ Deno.test("tar-split files round-trip through gzip and refuse duplicate paths", 
       const _ of readTarSplitEntries(once(new TextEncoder().encode(gap)), "t")
     ) { /* drain */ }
   }, /expected tar-split entry 0, found position 4/);
+});
+
+/** `bytes` in chunks of the given sizes, cycling through them. */
+async function* chunked(bytes: Uint8Array, sizes: number[]) {
+  for (let i = 0, k = 0; i < bytes.length; k++) {
+    const n = sizes[k % sizes.length];
+    yield bytes.slice(i, i + n);
+    i += n;
+  }
+}
+
+Deno.test("tar-split batches: every entry once, in order, whichever way the lines are chunked", async () => {
+  const entries: TarSplitEntry[] = Array.from(
+    { length: 60 },
+    (_, i) =>
+      i % 2 === 0 ? { type: "segment", payload: new Uint8Array(512 + i).fill(i), position: i } : {
+        type: "file",
+        name: `usr/lib/f${i}`,
+        size: i * 100,
+        crc: new Uint8Array(8),
+        position: i,
+      },
+  );
+  const bytes = new TextEncoder().encode(entries.map(encodeTarSplitEntry).join(""));
+  // One chunk; chunks holding several whole lines and a part; chunks inside one line.
+  for (const sizes of [[bytes.length], [2000, 3333], [5, 700, 1]]) {
+    const batches: TarSplitEntry[][] = [];
+    for await (const b of readTarSplitBatches(chunked(bytes, sizes), "t")) batches.push(b);
+    assert.deepEqual(batches.flat(), entries, `chunks of ${sizes.join(", ")} bytes`);
+    assert.ok(batches.every((b) => b.length > 0), "no empty batch");
+    if (sizes.length > 1) assert.ok(batches.length > 1, "one batch per chunk that ends lines");
+  }
+
+  // A line that is not UTF-8 is named by its number, counted across chunks and batches.
+  const lines = entries.slice(0, 7).map(encodeTarSplitEntry);
+  const bad = new TextEncoder().encode(lines.join(""));
+  const at = new TextEncoder().encode(lines.slice(0, 5).join("")).length + 20; // in line 5
+  bad[at] = 0xff;
+  for (const sizes of [[bad.length], [1000, 77]]) {
+    await assert.rejects(async () => {
+      for await (const _ of readTarSplitBatches(chunked(bad, sizes), "t")) { /* drain */ }
+    }, /t: tar-split line 5 is not UTF-8/);
+  }
 });
 
 Deno.test("write tokens: 64 bytes of time, counter, pid and randomness (spec §3.3)", () => {

@@ -25,6 +25,14 @@ import {
   writeLayerTarFromStore,
 } from "../../../lib/stores/cstorage/mod.ts";
 
+/** The parts of a layer in order, as its batches hold them. */
+async function* flatten<T>(batches: AsyncIterable<T[]>): AsyncGenerator<T> {
+  for await (const batch of batches) {
+    assert.ok(batch.length > 0, "no empty batch");
+    yield* batch;
+  }
+}
+
 async function* once(b: Uint8Array) {
   yield b;
 }
@@ -86,7 +94,7 @@ toolTest("a store written by skopeo reads back exactly", [TOOLS.skopeo], async (
   // The same tar from parts: raw segments, and files read through the fds the store hands out.
   const parts: Uint8Array[] = [];
   let opened = 0;
-  for await (const p of cs.layerTarParts(chain[0].id)) {
+  for await (const p of flatten(cs.layerTarPartBatches(chain[0].id))) {
     if (p.type === "segment") parts.push(p.bytes);
     else if (p.size > 0) {
       const fd = p.open();
