@@ -26,7 +26,10 @@ export type ByteChunks = Uint8Array | readonly Uint8Array[];
  */
 export class ByteReader {
   readonly #source: AsyncIterator<ByteChunks>;
+  /** Buffered chunks from `#first` on (those before it were taken whole). */
   #chunks: Uint8Array[] = [];
+  #first = 0;
+  /** Bytes of `#chunks[#first]` already taken. */
   #head = 0;
   #eof = false;
   /** Bytes buffered and not yet taken. */
@@ -41,6 +44,12 @@ export class ByteReader {
   /** Buffers until at least `n` bytes are available; false when the stream ends first. */
   async fill(n: number): Promise<boolean> {
     while (this.length < n && !this.#eof) {
+      // Drop the chunks taken whole, once per read from the source: a batch of thousands of
+      // small chunks is consumed by index, not by shifting the array each time.
+      if (this.#first > 0) {
+        this.#chunks = this.#chunks.slice(this.#first);
+        this.#first = 0;
+      }
       const r = await this.#source.next();
       if (r.done) this.#eof = true;
       else if (r.value instanceof Uint8Array) this.#push(r.value);
@@ -62,13 +71,15 @@ export class ByteReader {
 
   /** Exactly `n` buffered bytes (n <= length): a view when they lie in one chunk, else a copy. */
   take(n: number): Uint8Array {
-    const first = this.#chunks[0];
+    const first = this.#chunks[this.#first];
     if (n === 0) return new Uint8Array(0);
     if (first.length - this.#head >= n) return this.#takeView(n);
     const out = new Uint8Array(n);
     let off = 0;
     while (off < n) {
-      const part = this.#takeView(Math.min(n - off, this.#chunks[0].length - this.#head));
+      const part = this.#takeView(
+        Math.min(n - off, this.#chunks[this.#first].length - this.#head),
+      );
       out.set(part, off);
       off += part.length;
     }
@@ -77,16 +88,16 @@ export class ByteReader {
 
   /** Up to `n` bytes from the first buffered chunk, as a view (length > 0 required). */
   takeUpTo(n: number): Uint8Array {
-    return this.#takeView(Math.min(n, this.#chunks[0].length - this.#head));
+    return this.#takeView(Math.min(n, this.#chunks[this.#first].length - this.#head));
   }
 
   /** The next `n` buffered bytes without consuming them (n <= length). */
   peek(n: number): Uint8Array {
-    const first = this.#chunks[0];
+    const first = this.#chunks[this.#first];
     if (first.length - this.#head >= n) return first.subarray(this.#head, this.#head + n);
     const out = new Uint8Array(n);
     let off = 0;
-    let i = 0;
+    let i = this.#first;
     let head = this.#head;
     while (off < n) {
       const c = this.#chunks[i++];
@@ -99,13 +110,13 @@ export class ByteReader {
   }
 
   #takeView(n: number): Uint8Array {
-    const first = this.#chunks[0];
+    const first = this.#chunks[this.#first];
     const view = first.subarray(this.#head, this.#head + n);
     this.#head += n;
     this.length -= n;
     this.offset += n;
     if (this.#head === first.length) {
-      this.#chunks.shift();
+      this.#first++;
       this.#head = 0;
     }
     return view;

@@ -80,6 +80,7 @@ import {
 import type { OstreeFileIndex } from "./ostree_dedupe.ts";
 import type { OstreeRepo } from "../stores/ostree/repo.ts";
 import { ByteQueue } from "./byte_queue.ts";
+import { Fifo } from "./fifo.ts";
 
 /**
  * Mode of a new object: what composefs-rs gives objects (0644), as
@@ -219,7 +220,7 @@ async function placeFile(
   f: PendingFile,
   place: Placement,
   where: string,
-  lingering: Promise<void>[],
+  lingering: Fifo<Promise<void>>,
 ): Promise<{
   id: ObjectId;
   size: number;
@@ -320,18 +321,22 @@ function closeWhenHashed(f: PendingFile): Promise<void> {
  * else files from the far end of the queue, where the digest thread will come last. Stops once
  * the head's digests are in, or when nothing is left to take.
  */
-function stealWhileWaiting(digests: LayerDigests, head: PendingFile, queue: StreamItem[]): void {
+function stealWhileWaiting(
+  digests: LayerDigests,
+  head: PendingFile,
+  queue: Fifo<StreamItem>,
+): void {
   if (head.stolen || digests.answered(head.digests)) return;
   head.stolen = digests.steal(head.digests);
   let far = queue.length - 1;
   while (!head.stolen && !digests.answered(head.digests)) {
     while (far >= 0) {
-      const item = queue[far];
+      const item = queue.at(far)!;
       if ("file" in item && !item.file.stolen) break;
       far--;
     }
     if (far < 0) return;
-    const f = (queue[far] as { file: PendingFile }).file;
+    const f = (queue.at(far) as { file: PendingFile }).file;
     const d = digests.steal(f.digests);
     if (!d) return; // the digest thread got there too: all the files before it are its own
     f.stolen = d;
@@ -383,7 +388,7 @@ async function splitStoreLayer(
   const diffDir = `${cstore.path}/overlay/${layer.id}/diff`;
   // The tar reader parses segments with placeholders for file content, so that no file is read
   // before it is known whether it becomes an object (cloned) or inline data (read).
-  const files: { part: Extract<LayerTarPart, { type: "file" }>; offset: number }[] = [];
+  const files = new Fifo<{ part: Extract<LayerTarPart, { type: "file" }>; offset: number }>();
   // Holds the layer store's read lock until done.
   const parts = cstore.layerTarPartBatches(layer.id);
   const source = placeholderTarBatches(parts, (p, offset) => {
@@ -423,13 +428,13 @@ async function splitStoreLayer(
   };
   const tar = new TarReader(source, where);
   const w = new SplitStreamWriter(repo, CONTENT_TYPE.ociLayer);
-  const queue: StreamItem[] = [];
+  const queue = new Fifo<StreamItem>();
   const inlineBytes = new ByteQueue(); // copied in: the reader reuses its buffers
   const readBuf = new Uint8Array(READ_CHUNK); // small files, read whole into the stream
   let inFlight = 0;
   // Placed files whose source the digest thread still reads (their digests were stolen): they
   // count against the window of open files, and settle in order.
-  const lingering: Promise<void>[] = [];
+  const lingering = new Fifo<Promise<void>>();
   const inline = (bytes: Uint8Array) => {
     digests.inline(bytes);
     inlineBytes.push(bytes);
@@ -545,7 +550,7 @@ async function splitStoreLayer(
       throw new LayerIntegrityError(
         where,
         `tar-split has a file entry ${
-          JSON.stringify(files[0].part.nameText)
+          JSON.stringify(files.at(0)!.part.nameText)
         } whose content is no tar entry's payload`,
       );
     }
@@ -566,8 +571,8 @@ async function splitStoreLayer(
     return { id, stats };
   } catch (err) {
     w.abort();
-    await discardPending(queue.flatMap((i) => "file" in i ? [i.file] : []));
-    await Promise.allSettled(lingering);
+    await discardPending(queue.takeAll().flatMap((i) => "file" in i ? [i.file] : []));
+    await Promise.allSettled(lingering.takeAll());
     throw err;
   } finally {
     // Ends the tar-split iteration early after a failure, which releases the store's lock.
