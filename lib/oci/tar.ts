@@ -361,6 +361,167 @@ function libarchiveXattr(encodedName: string, value: Uint8Array): [string, Uint8
 }
 
 /**
+ * An entry as {@linkcode TarReader.next} parses it from its header block and extension records.
+ * Numbers and paths are read (and checked) at once; the text fields, extended attributes and
+ * pax map are made on first use: an import reads tens of thousands of entries and uses few of
+ * them, and making them all was the largest source of garbage of its tar path.
+ */
+class ParsedTarEntry implements TarEntry {
+  readonly rawHeader: Uint8Array;
+  readonly headerParts: TarHeaderPart[];
+  readonly offset: number;
+  readonly typeflag: string;
+  readonly type: TarEntryType;
+  readonly format: TarHeaderFormat;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly mtime: TarTime;
+  readonly devMajor: number;
+  readonly devMinor: number;
+  readonly sparse: boolean;
+  readonly declaredSize: number;
+  readonly payloadOffset: number;
+  readonly payloadSize: number;
+  readonly paddingSize: number;
+  /** The main header block (a copy of the archive's bytes: the input may be reused). */
+  readonly #block: Uint8Array;
+  #pax: Map<string, Uint8Array> | null;
+  readonly #longName: Uint8Array | null;
+  readonly #longLink: Uint8Array | null;
+  #path?: Uint8Array;
+  #linkPath?: Uint8Array;
+  #pathText?: string;
+  #linkPathText?: string;
+  #uname?: string;
+  #gname?: string;
+  #xattrs?: Map<string, Uint8Array>;
+
+  constructor(
+    header: { block: Uint8Array; offset: number; where: string },
+    raw: {
+      rawHeader: Uint8Array;
+      parts: TarHeaderPart[];
+      start: number;
+      longName: Uint8Array | null;
+      longLink: Uint8Array | null;
+    },
+    kind: {
+      typeflag: string;
+      type: TarEntryType;
+      format: TarHeaderFormat;
+      pax: Map<string, Uint8Array> | null;
+      declaredSize: number;
+      payloadSize: number;
+      paddingSize: number;
+    },
+  ) {
+    const { block, offset: blockOffset, where } = header;
+    const num = (from: number, to: number, name: string) =>
+      parseNumeric(block, from, to, name, where, blockOffset);
+    const pax = kind.pax;
+    this.#block = block;
+    this.#pax = pax;
+    this.rawHeader = raw.rawHeader;
+    this.headerParts = raw.parts;
+    this.offset = raw.start;
+    this.typeflag = kind.typeflag;
+    this.type = kind.type;
+    this.format = kind.format;
+    this.#longName = raw.longName;
+    this.#longLink = raw.longLink;
+    // Every numeric field is checked, even one a pax record overrides (as Go's reader does).
+    const hasUstarFields = kind.format !== "v7";
+    const uid = num(108, 116, "uid");
+    const gid = num(116, 124, "gid");
+    const mtime = num(136, 148, "mtime");
+    this.devMajor = hasUstarFields ? num(329, 337, "devmajor") : 0;
+    this.devMinor = hasUstarFields ? num(337, 345, "devminor") : 0;
+    this.mode = num(100, 108, "mode");
+    const paxUid = pax?.get("uid");
+    this.uid = paxUid ? paxNumber(paxUid, "uid", where, blockOffset) : uid;
+    const paxGid = pax?.get("gid");
+    this.gid = paxGid ? paxNumber(paxGid, "gid", where, blockOffset) : gid;
+    const paxMtime = pax?.get("mtime");
+    this.mtime = paxMtime ? paxTime(paxMtime, where, blockOffset) : { sec: mtime, nsec: 0 };
+    let sparse = kind.type === "gnu-sparse";
+    if (pax) { for (const key of pax.keys()) if (key.startsWith("GNU.sparse.")) sparse = true; }
+    this.sparse = sparse;
+    this.declaredSize = kind.declaredSize;
+    this.payloadOffset = raw.start + raw.rawHeader.length;
+    this.payloadSize = kind.payloadSize;
+    this.paddingSize = kind.paddingSize;
+  }
+
+  /** The path bytes as stored (pax `path`, GNU long name, or ustar prefix + name). */
+  get path(): Uint8Array {
+    if (this.#path) return this.#path;
+    let path = this.#pax?.get("path") ?? this.#longName;
+    if (!path) {
+      const block = this.#block;
+      path = cString(block.subarray(0, 100));
+      if (this.format === "ustar" || this.format === "star") {
+        const prefix = cString(block.subarray(345, this.format === "star" ? 476 : 500));
+        if (prefix.length > 0) {
+          const joined = new Uint8Array(prefix.length + 1 + path.length);
+          joined.set(prefix);
+          joined[prefix.length] = 0x2f;
+          joined.set(path, prefix.length + 1);
+          path = joined;
+        }
+      }
+    }
+    return this.#path = path;
+  }
+
+  get linkPath(): Uint8Array {
+    return this.#linkPath ??= this.#pax?.get("linkpath") ?? this.#longLink ??
+      cString(this.#block.subarray(157, 257));
+  }
+
+  get pathText(): string {
+    return this.#pathText ??= decoder.decode(this.path);
+  }
+
+  get linkPathText(): string {
+    return this.#linkPathText ??= decoder.decode(this.linkPath);
+  }
+
+  get uname(): string {
+    return this.#uname ??= this.#name("uname", 265, 297);
+  }
+
+  get gname(): string {
+    return this.#gname ??= this.#name("gname", 297, 329);
+  }
+
+  get pax(): Map<string, Uint8Array> {
+    return this.#pax ??= new Map();
+  }
+
+  get xattrs(): Map<string, Uint8Array> {
+    if (this.#xattrs) return this.#xattrs;
+    const xattrs = new Map<string, Uint8Array>();
+    for (const [key, value] of this.#pax ?? []) {
+      if (key.startsWith(XATTR_PREFIXES[0])) {
+        xattrs.set(key.slice(XATTR_PREFIXES[0].length), value);
+      } else if (key.startsWith(XATTR_PREFIXES[1])) {
+        const [name, v] = libarchiveXattr(key.slice(XATTR_PREFIXES[1].length), value);
+        if (!xattrs.has(name)) xattrs.set(name, v);
+      }
+    }
+    return this.#xattrs = xattrs;
+  }
+
+  /** A user or group name: its pax record, else the ustar field (absent from V7 headers). */
+  #name(key: string, from: number, to: number): string {
+    const fromPax = this.#pax?.get(key);
+    if (fromPax) return decoder.decode(fromPax);
+    return this.format === "v7" ? "" : decoder.decode(cString(this.#block.subarray(from, to)));
+  }
+}
+
+/**
  * Reads a tar archive from a stream of chunks. Chunks are kept by reference until consumed, so
  * the source must hand out fresh buffers (as `node:zlib` and the layout reader do).
  *
@@ -555,14 +716,19 @@ export class TarReader {
         if (ext[504] === 0) break;
       }
     }
-    const pax = new Map(this.#globalPax);
-    for (const [k, v] of ctx.localPax ?? []) {
-      if (v.length === 0) pax.delete(k);
-      else pax.set(k, v);
+    // Most entries have no pax records at all: no map per entry for them (see ParsedTarEntry).
+    let pax: Map<string, Uint8Array> | null = null;
+    if (this.#globalPax.size > 0 || ctx.localPax) {
+      pax = new Map(this.#globalPax);
+      for (const [k, v] of ctx.localPax ?? []) {
+        if (v.length === 0) pax.delete(k);
+        else pax.set(k, v);
+      }
     }
-    if (pax.has("size")) declaredSize = paxNumber(pax.get("size")!, "size", where, blockOffset);
+    const paxSize = pax?.get("size");
+    if (paxSize) declaredSize = paxNumber(paxSize, "size", where, blockOffset);
     if (type === "file" && typeflag === "\0") {
-      const name = ctx.longName ?? pax.get("path") ?? cString(block.subarray(0, 100));
+      const name = pax?.get("path") ?? ctx.longName ?? cString(block.subarray(0, 100));
       if (name.length > 0 && name[name.length - 1] === 0x2f) type = "directory";
     }
     const payloadSize = HEADER_ONLY.has(type) ? 0 : declaredSize;
@@ -592,56 +758,10 @@ export class TarReader {
     typeflag: string,
     type: TarEntryType,
     format: TarHeaderFormat,
-    pax: Map<string, Uint8Array>,
+    pax: Map<string, Uint8Array> | null,
     declaredSize: number,
     payloadSize: number,
   ): TarEntry {
-    const where = this.where;
-    const num = (from: number, to: number, name: string) =>
-      parseNumeric(block, from, to, name, where, blockOffset);
-    let path: Uint8Array = cString(block.subarray(0, 100));
-    if (format === "ustar" || format === "star") {
-      const prefix = cString(block.subarray(345, format === "star" ? 476 : 500));
-      if (prefix.length > 0) {
-        const joined = new Uint8Array(prefix.length + 1 + path.length);
-        joined.set(prefix);
-        joined[prefix.length] = 0x2f;
-        joined.set(path, prefix.length + 1);
-        path = joined;
-      }
-    }
-    if (ctx.longName) path = ctx.longName;
-    if (pax.has("path")) path = pax.get("path")!;
-    let linkPath: Uint8Array = cString(block.subarray(157, 257));
-    if (ctx.longLink) linkPath = ctx.longLink;
-    if (pax.has("linkpath")) linkPath = pax.get("linkpath")!;
-
-    const hasUstarFields = format !== "v7";
-    let uid = num(108, 116, "uid");
-    let gid = num(116, 124, "gid");
-    let mtime: TarTime = { sec: num(136, 148, "mtime"), nsec: 0 };
-    let uname = hasUstarFields ? decoder.decode(cString(block.subarray(265, 297))) : "";
-    let gname = hasUstarFields ? decoder.decode(cString(block.subarray(297, 329))) : "";
-    const devMajor = hasUstarFields ? num(329, 337, "devmajor") : 0;
-    const devMinor = hasUstarFields ? num(337, 345, "devminor") : 0;
-    if (pax.has("uid")) uid = paxNumber(pax.get("uid")!, "uid", where, blockOffset);
-    if (pax.has("gid")) gid = paxNumber(pax.get("gid")!, "gid", where, blockOffset);
-    if (pax.has("mtime")) mtime = paxTime(pax.get("mtime")!, where, blockOffset);
-    if (pax.has("uname")) uname = decoder.decode(pax.get("uname")!);
-    if (pax.has("gname")) gname = decoder.decode(pax.get("gname")!);
-
-    const xattrs = new Map<string, Uint8Array>();
-    let sparse = type === "gnu-sparse";
-    for (const [key, value] of pax) {
-      if (key.startsWith("GNU.sparse.")) sparse = true;
-      if (key.startsWith(XATTR_PREFIXES[0])) {
-        xattrs.set(key.slice(XATTR_PREFIXES[0].length), value);
-      } else if (key.startsWith(XATTR_PREFIXES[1])) {
-        const [name, v] = libarchiveXattr(key.slice(XATTR_PREFIXES[1].length), value);
-        if (!xattrs.has(name)) xattrs.set(name, v);
-      }
-    }
-
     let rawHeader: Uint8Array;
     if (ctx.raw.length === 1) rawHeader = ctx.raw[0];
     else {
@@ -654,36 +774,19 @@ export class TarReader {
         off += r.length;
       }
     }
-    const payloadOffset = ctx.start + rawHeader.length;
     this.#payloadLeft = payloadSize;
     this.#paddingLeft = tarPadding(payloadSize);
-    return {
-      rawHeader,
-      headerParts: ctx.parts,
-      offset: ctx.start,
-      typeflag,
-      type,
-      format,
-      path,
-      pathText: decoder.decode(path),
-      linkPath,
-      linkPathText: decoder.decode(linkPath),
-      mode: num(100, 108, "mode"),
-      uid,
-      gid,
-      uname,
-      gname,
-      mtime,
-      devMajor,
-      devMinor,
-      xattrs,
-      pax,
-      sparse,
-      declaredSize,
-      payloadOffset,
-      payloadSize,
-      paddingSize: this.#paddingLeft,
-    };
+    return new ParsedTarEntry(
+      { block, offset: blockOffset, where: this.where },
+      {
+        rawHeader,
+        parts: ctx.parts,
+        start: ctx.start,
+        longName: ctx.longName,
+        longLink: ctx.longLink,
+      },
+      { typeflag, type, format, pax, declaredSize, payloadSize, paddingSize: this.#paddingLeft },
+    );
   }
 
   /**
