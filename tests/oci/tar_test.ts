@@ -296,3 +296,20 @@ Deno.test("tar reader: numeric fields as Go reads them (spaces, text after a NUL
     return true;
   });
 });
+
+Deno.test("tar reader: a pax path outranks a GNU long name, as Go merges pax records last", async () => {
+  const long = `usr/share/${"d".repeat(120)}`;
+  // An old-style '\0' entry: a trailing slash in its final path makes it a directory.
+  const tar = new TarBuilder("gnu")
+    .add({ path: long, longNames: "gnu", typeflag: "\0", pax: { path: `${long}/` } })
+    .build();
+  const r = new TarReader((async function* () {
+    yield tar;
+  })());
+  const e = (await r.next())!;
+  assert.deepEqual(e.headerParts.map((p) => p.typeflag), ["L", "x", "\0"]);
+  assert.equal(e.pathText, `${long}/`);
+  assert.equal(e.type, "directory");
+  assert.equal(e.payloadSize, 0);
+  assert.equal(await r.next(), null);
+});
