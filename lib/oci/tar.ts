@@ -362,9 +362,9 @@ function libarchiveXattr(encodedName: string, value: Uint8Array): [string, Uint8
 
 /**
  * An entry as {@linkcode TarReader.next} parses it from its header block and extension records.
- * Numbers and paths are read (and checked) at once; the text fields, extended attributes and
- * pax map are made on first use: an import reads tens of thousands of entries and uses few of
- * them, and making them all was the largest source of garbage of its tar path.
+ * Numbers are read (and checked) at once; paths, text fields, extended attributes and the pax
+ * map are made on first use: an import reads tens of thousands of entries and uses few of
+ * these, and making them all was the largest source of garbage of its tar path.
  */
 class ParsedTarEntry implements TarEntry {
   readonly rawHeader: Uint8Array;

@@ -19,7 +19,9 @@
  *    equal the diff_id before the stream is registered (`syncfs`, then the symlink); a file's
  *    CRC-64 (tar-split's own check) is only computed to name a culprit once the sha256 failed.
  *    Files whose fs-verity digest this thread takes while the digest thread is behind are read
- *    twice, once on each thread.
+ *    twice, once on each thread. Where nothing can be cloned (copy mode), the digest thread
+ *    copies the files it is far ahead on, and links them as objects where they are named by
+ *    its userspace digest: this thread then only writes their references.
  * 4. Then the config stream (named refs: each diff_id → its layer stream) and the manifest
  *    stream (`config:<digest>` and the diff_ids), each holding the JSON bytes as one object;
  *    then the tags. Present streams are skipped, so a second import writes nothing.

@@ -366,6 +366,28 @@ fsTest("LayerDigests links the copies it stages as objects named by their fs-ver
     const whole = createHash("sha256");
     for (const c of layer.contents) whole.update(c);
     assert.equal(toHex(await d.end()), whole.digest("hex"), "the stream hash has every file");
+
+    // A copy that cannot be linked (its XX/ is a regular file here) is dropped, not handed
+    // over: the caller copies and links the file itself and meets the error there.
+    const made = new Set([...Deno.readDirSync(objects)].map((e) => e.name));
+    let seed = 100;
+    let bytes = pseudoRandomBytes(500, seed);
+    while (made.has(toHex(fsverityDigest(bytes, "sha512")).slice(0, 2))) {
+      bytes = pseudoRandomBytes(500, ++seed);
+    }
+    const blocked = toHex(fsverityDigest(bytes, "sha512")).slice(0, 2);
+    await Deno.writeFile(`${objects}/${blocked}`, new Uint8Array(0));
+    await Deno.writeFile(`${dir}/unlinkable`, bytes);
+    const fd = openAt(AT.FDCWD, `${dir}/unlinkable`, O.RDONLY);
+    fds.push(fd);
+    d.begin("sha256", "sha512", null, { dirfd: target, mode: 0o644, minAhead: 0, link: true });
+    const r = await within(d.file(fd, sourceVersion(fd), `${dir}/unlinkable`), "unlinkable");
+    if (r.copy) copies.push(r.copy);
+    assert.deepEqual(r.verity, fsverityDigest(bytes, "sha512"));
+    assert.equal(r.linked, null, "not linked");
+    assert.equal(r.copy, null, "and no copy handed over");
+    await d.end();
+    await Deno.remove(`${objects}/${blocked}`);
   } finally {
     copies.forEach(discardClone);
     close(target);

@@ -58,7 +58,10 @@ export function linkObjectAt(
   }
 }
 
-/** Drops a staged file unless it was already released (fd closed, temporary name removed). */
+/**
+ * Closes a staged file and removes its temporary name, once: the fields are cleared so a
+ * second call (from an outer error handler) cannot close an fd number reused meanwhile.
+ */
 export function releaseStaged(tmp: TmpClone): void {
   if (tmp.fd < 0 && tmp.tmpName === undefined) return;
   discardClone(tmp);

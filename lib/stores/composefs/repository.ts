@@ -86,7 +86,7 @@ import {
 } from "./object_id.ts";
 import { DIR_MODE, linkObjectAt, type ObjectOutcome, releaseStaged } from "./object_link.ts";
 
-/** How an object got into the repository (defined with the linking, lib/stores/composefs/object_link.ts). */
+/** How an object got into the repository (lib/stores/composefs/object_link.ts). */
 export type { ObjectOutcome };
 
 /** Mode of a new repository directory (bootc `COMPOSEFS_MODE`, composefs-rs `init_path`). */
@@ -917,10 +917,6 @@ export class ObjectWriter {
   }
 }
 
-/**
- * Closes a staged file and removes its temporary name, once: the fields are cleared so a
- * second call (from an outer error handler) cannot close an fd number reused meanwhile.
- */
 /** O_TMPFILE in `dirfd`, or a `.tmp-object-XXXXXXXXXXXX` file renamed into place later. */
 function openStagingFile(dirfd: number, mode: number): TmpClone {
   try {
