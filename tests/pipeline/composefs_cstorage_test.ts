@@ -664,7 +664,7 @@ function openFilesBelow(dirs: string[]): string[] {
 }
 
 storeTest(
-  "on ext4 a many-file import shares its work between threads: digests taken while waiting, copies staged ahead; exact stream, clean deep fsck, no file left open",
+  "on ext4 a many-file import shares its work between threads: digests taken while waiting, copies staged and linked ahead; a kill, exact stream, clean deep fsck, no file left open",
   ["ext4"],
   [TOOLS.skopeo],
   async (fs, bins) => {
@@ -688,6 +688,24 @@ storeTest(
     using cfs = await ComposefsRepo.create(cfsDir, { algorithm: "sha512" });
     const leftOpen = () => openFilesBelow([store.root, cfsDir]);
     assert.deepEqual(leftOpen(), []);
+
+    // Killed once this thread has counted 700 objects linked: the digest thread, far ahead in
+    // the small files, had linked more (each whole: copied, checked unchanged, then linked).
+    // Nothing is broken, no stream registered, and the imports below go on over them.
+    const script = `${store.dir}/import.ts`;
+    await Deno.writeTextFile(script, IMPORT_SCRIPT);
+    const killed = await run(
+      [Deno.execPath(), "run", "-A", "--quiet", script, store.root, cfsDir, name],
+      { env: { [FAULT_AT_ENV]: "composefs.object-linked#700" } },
+    );
+    assert.equal(killed.signal, "SIGKILL", killed.stderr);
+    let linked = 0;
+    for (const d of Deno.readDirSync(`${cfsDir}/objects`)) {
+      if (d.isDirectory) linked += [...Deno.readDirSync(`${cfsDir}/objects/${d.name}`)].length;
+    }
+    assert.ok(linked > 700, `${linked} objects linked, more than the 700 counted at the kill`);
+    assert.deepEqual(cfs.listCategory("streams"), []);
+    assert.deepEqual((await fsckRepo(cfs, { deep: true })).findings, []);
 
     // A diff/ file one byte longer than its entry, far into the small files: named, its
     // layer not registered, no copy or source left open.
