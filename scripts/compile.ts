@@ -64,9 +64,12 @@ const args = [
   "--allow-env",
   "--allow-sys",
   `--v8-flags=${UNISTORE_V8_FLAGS}`,
-  // Workers are not bundled unless named: the import hashes layers on this one.
+  // Workers are not bundled unless named: the import hashes layers on the first, a deep fsck
+  // re-hashes composefs objects on the second.
   "--include",
   "lib/pipeline/layer_digest_worker.ts",
+  "--include",
+  "lib/stores/composefs/fsck_worker.ts",
   "--output",
   "dist/unistore",
   "main.ts",

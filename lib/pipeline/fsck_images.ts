@@ -56,7 +56,7 @@ import { parseManifest, REF_NAME_ANNOTATION } from "../oci/manifest.ts";
 import type { CopyPolicy } from "../reflink/place.ts";
 import { probeReflink } from "../reflink/probe.ts";
 import { ComposefsError, RepoNotFoundError } from "../stores/composefs/errors.ts";
-import { type FsckFinding, type FsckKind, fsckRepo } from "../stores/composefs/fsck.ts";
+import { type FsckFinding, type FsckKind, fsckRepoOnWorker } from "../stores/composefs/fsck.ts";
 import {
   BOOTC_TAG_PREFIX,
   bootcTagFor,
@@ -339,8 +339,8 @@ interface ComposefsManifest {
 interface ComposefsView {
   present: boolean;
   manifests: Map<string, ComposefsManifest>;
-  /** --deep findings of the whole repository. */
-  findings: FsckFinding[];
+  /** --deep findings of the whole repository (computed on a second thread meanwhile). */
+  findings: Promise<FsckFinding[]>;
 }
 
 interface CStorageView {
@@ -567,7 +567,7 @@ async function inspectComposefs(
     repo = await ComposefsRepo.open(root.composefsRepo, { readOnly: true });
   } catch (e) {
     if (e instanceof RepoNotFoundError) {
-      return { present: false, manifests: new Map(), findings: [] };
+      return { present: false, manifests: new Map(), findings: Promise.resolve([]) };
     }
     throw e;
   }
@@ -577,13 +577,17 @@ async function inspectComposefs(
       tagsByDigest.set(t.manifestDigest, [...(tagsByDigest.get(t.manifestDigest) ?? []), t.name]);
     }
     for (const d of liveManifests) if (!tagsByDigest.has(d)) tagsByDigest.set(d, []);
+    // The deep check re-hashes every object on a second thread while the caller goes on.
+    const findings = deep
+      ? fsckRepoOnWorker(root.composefsRepo).then((r) =>
+        r.findings.filter((f) => CONTENT_FINDINGS.has(f.kind))
+      )
+      : Promise.resolve([]);
+    findings.catch(() => {}); // awaited by the caller, unless it failed first
     const manifests = new Map<string, ComposefsManifest>();
     for (const [digest, tags] of [...tagsByDigest].sort(([a], [b]) => (a < b ? -1 : 1))) {
       manifests.set(digest, await readComposefsManifest(repo, digest, tags));
     }
-    const findings = deep
-      ? (await fsckRepo(repo, { deep: true })).findings.filter((f) => CONTENT_FINDINGS.has(f.kind))
-      : [];
     return { present: true, manifests, findings };
   } finally {
     repo.close();
@@ -758,8 +762,22 @@ async function inspect(
         for (const s of m.streams) byStream.set(s, (byStream.get(s) ?? new Set()).add(b.key));
       }
     }
-    const deepIssues = new Map<string, string[]>();
-    for (const f of cfs.findings) {
+    const ctx: ClassifyContext = {
+      kind,
+      flags,
+      deep,
+      cstorage,
+      ostreeRepo,
+      ostreeCommits,
+      deepIssues: new Map(),
+      ostreeCache: new Map(),
+      ostreeDeep: new Map(),
+      cstorageChecks: new Map(),
+    };
+    // The other stores' deep checks run while the composefs objects are re-hashed.
+    if (deep) await checkOtherStoresDeep([...building.values()], ctx);
+    const deepIssues = ctx.deepIssues;
+    for (const f of await cfs.findings) {
       const keys = new Set<string>();
       if (f.objectId) byObject.get(f.objectId)?.forEach((k) => keys.add(k));
       if (f.path.startsWith("streams/")) byStream.get(f.path.slice(8))?.forEach((k) => keys.add(k));
@@ -771,16 +789,6 @@ async function inspect(
       for (const k of keys) deepIssues.set(k, [...(deepIssues.get(k) ?? []), text]);
     }
 
-    const ctx: ClassifyContext = {
-      kind,
-      flags,
-      deep,
-      cstorage,
-      ostreeRepo,
-      ostreeCommits,
-      deepIssues,
-      ostreeCache: new Map(),
-    };
     const entries: FsckImageEntry[] = [];
     for (const b of building.values()) entries.push(await classify(b, ctx));
     return sortEntries(entries);
@@ -798,7 +806,81 @@ interface ClassifyContext {
   ostreeRepo: OstreeRepo | null;
   ostreeCommits: OstreeCommitInfo[];
   deepIssues: Map<string, string[]>;
+  /** Problems of ostree objects, by object, across commits. */
   ostreeCache: Map<string, string | null>;
+  /** Problems of deep-checked ostree commits, by commit checksum. */
+  ostreeDeep: Map<string, string[]>;
+  /** Problems of checked containers-storage images, by image id. */
+  cstorageChecks: Map<string, string[]>;
+}
+
+/**
+ * The ostree commits of image `b`: those of image refs and of its live deployments that name
+ * its config or one of its manifests (or, unreadable, its name).
+ */
+function imageCommits(b: Building, ctx: ClassifyContext): OstreeCommitInfo[] {
+  const deployed = b.live.flatMap((l) => (l.commit ? [l.commit] : []));
+  return [...ctx.ostreeCommits, ...deployed].filter((c) =>
+    c.error === undefined
+      ? (b.configDigest !== null && c.configDigest === b.configDigest) ||
+        (c.manifestDigest !== null && b.manifestDigests.has(c.manifestDigest))
+      : c.name !== null && b.live.some((l) => l.name === c.name)
+  );
+}
+
+/** `b`'s containers-storage image: its id is its config digest's hex. */
+function imageRecord(b: Building, ctx: ClassifyContext): ImageRecord | undefined {
+  const imageId = b.configDigest?.startsWith("sha256:") ? b.configDigest.slice(7) : null;
+  return imageId !== null ? ctx.cstorage.images.get(imageId) : undefined;
+}
+
+/** Every object of `commit` re-checksummed (once per commit), as problem texts. */
+function ostreeDeepProblems(ctx: ClassifyContext, commit: string): string[] {
+  let problems = ctx.ostreeDeep.get(commit);
+  if (!problems) {
+    problems = deepCheckOstreeCommit(ctx.ostreeRepo!, commit, ctx.ostreeCache);
+    ctx.ostreeDeep.set(commit, problems);
+  }
+  return problems;
+}
+
+/** `record` checked in containers-storage (deeply with --deep, once per image), as texts. */
+async function cstorageProblems(record: ImageRecord, ctx: ClassifyContext): Promise<string[]> {
+  const cached = ctx.cstorageChecks.get(record.id);
+  if (cached) return cached;
+  const problems: string[] = [];
+  try {
+    const r = await ctx.cstorage.store!.checkImage(record, { deep: ctx.deep });
+    for (const p of r.problems) {
+      // A store error's message starts with the file it names: said once, at the end.
+      const text = p.path && p.message.startsWith(`${p.path}: `)
+        ? p.message.slice(p.path.length + 2)
+        : p.message;
+      problems.push(`containers-storage: ${p.object}: ${text}${p.path ? ` (${p.path})` : ""}`);
+    }
+  } catch (e) {
+    if (!isStoreError(e)) throw e;
+    problems.push(`containers-storage: image ${record.id}: ${message(e)}`);
+  }
+  ctx.cstorageChecks.set(record.id, problems);
+  return problems;
+}
+
+/**
+ * The deep checks of ostree commits and containers-storage images of every image, ahead of
+ * {@linkcode classify} (which then finds them done): they run while the composefs objects are
+ * re-hashed on the second thread, whose findings classify needs first.
+ */
+async function checkOtherStoresDeep(buildings: Building[], ctx: ClassifyContext): Promise<void> {
+  for (const b of buildings) {
+    if (ctx.ostreeRepo) {
+      for (const c of imageCommits(b, ctx)) {
+        if (c.error === undefined) ostreeDeepProblems(ctx, c.checksum);
+      }
+    }
+    const record = imageRecord(b, ctx);
+    if (record && ctx.cstorage.store) await cstorageProblems(record, ctx);
+  }
 }
 
 const ROLE_ORDER = ["booted", "staged", "rollback", "deployment"];
@@ -866,12 +948,7 @@ async function classify(b: Building, ctx: ClassifyContext): Promise<FsckImageEnt
   const brokenDeployments: string[] = [];
   if (ctx.ostreeRepo) {
     const deployed = b.live.flatMap((l) => (l.commit ? [l.commit] : []));
-    const commits = [...ctx.ostreeCommits, ...deployed].filter((c) =>
-      c.error === undefined
-        ? (b.configDigest !== null && c.configDigest === b.configDigest) ||
-          (c.manifestDigest !== null && b.manifestDigests.has(c.manifestDigest))
-        : c.name !== null && b.live.some((l) => l.name === c.name)
-    );
+    const commits = imageCommits(b, ctx);
     ostreeCommitPresent = commits.some((c) => c.error === undefined);
     const target = cfsManifests.size > 0 ? cfsManifests : b.manifestDigests;
     ostreeCommitSynthesized = commits.some((c) =>
@@ -900,7 +977,7 @@ async function classify(b: Building, ctx: ClassifyContext): Promise<FsckImageEnt
       for (const c of commits) {
         if (c.error !== undefined || seen.has(c.checksum)) continue;
         seen.add(c.checksum);
-        deepCheckOstreeCommit(ctx.ostreeRepo, c.checksum, ctx.ostreeCache).forEach((p) => add(p));
+        ostreeDeepProblems(ctx, c.checksum).forEach((p) => add(p));
       }
     }
   }
@@ -925,28 +1002,13 @@ async function classify(b: Building, ctx: ClassifyContext): Promise<FsckImageEnt
   }
 
   // containers-storage: by image id = config digest hex.
-  const imageId = b.configDigest?.startsWith("sha256:") ? b.configDigest.slice(7) : null;
-  const record = imageId !== null ? ctx.cstorage.images.get(imageId) : undefined;
+  const record = imageRecord(b, ctx);
   const inContainersStorage = record !== undefined;
   if (isLive && unified && !inContainersStorage) {
     if (inComposefs) add(NOT_IN_CONTAINERS_STORAGE, intact ? "export-to-containers-storage" : null);
     else add("not in containers-storage");
   }
-  if (record && ctx.cstorage.store) {
-    try {
-      const r = await ctx.cstorage.store.checkImage(record, { deep: ctx.deep });
-      for (const p of r.problems) {
-        // A store error's message starts with the file it names: said once, at the end.
-        const text = p.path && p.message.startsWith(`${p.path}: `)
-          ? p.message.slice(p.path.length + 2)
-          : p.message;
-        add(`containers-storage: ${p.object}: ${text}${p.path ? ` (${p.path})` : ""}`);
-      }
-    } catch (e) {
-      if (!isStoreError(e)) throw e;
-      add(`containers-storage: image ${record.id}: ${message(e)}`);
-    }
-  }
+  if (record && ctx.cstorage.store) (await cstorageProblems(record, ctx)).forEach((p) => add(p));
 
   const status: FsckImageStatus = problems.length > 0
     ? "fail"

@@ -35,7 +35,7 @@ import { sha256Digest } from "../../oci/digest.ts";
 import { parseImageConfig, parseManifest } from "../../oci/manifest.ts";
 import { checkRepoMetadata, parseRepoMetadata, REPO_METADATA_FILENAME } from "./meta.ts";
 import { isObjectId, type ObjectId, objectIdFromTarget } from "./object_id.ts";
-import { type ComposefsRepo, measureOrNull } from "./repository.ts";
+import { ComposefsRepo, measureOrNull } from "./repository.ts";
 import { CONTENT_TYPE, contentTypeName, SplitStream } from "./splitstream.ts";
 
 /** What kind of problem a finding is. */
@@ -105,6 +105,70 @@ const EXPECTED_TYPES: [string, bigint[]][] = [
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** The module of {@linkcode fsckRepoOnWorker}'s thread; `deno compile` must be told to include it. */
+const FSCK_WORKER_URL = new URL("./fsck_worker.ts", import.meta.url);
+
+/** What lib/stores/composefs/fsck_worker.ts is asked: the repository to check deeply. */
+export interface FsckWorkerRequest {
+  path: string;
+}
+
+/** Its replies: it loaded (said, not waited for); the report, or what stopped the check. */
+export type FsckWorkerReply =
+  | { t: "ready" }
+  | { t: "report"; report: FsckReport }
+  | { t: "error"; message: string };
+
+/**
+ * {@linkcode fsckRepo} with `deep`, of the repository at `path` opened read-only on a second
+ * thread, so that the caller checks other stores meanwhile: re-hashing every object is a third
+ * of `fsck images --deep`, and the other stores' checks need the CPU and the disk too. Where no
+ * worker can be started, or the check stops there, it runs on this thread instead (and an error
+ * is thrown with its own type and message).
+ *
+ * @example
+ * ```ts ignore
+ * const pending = fsckRepoOnWorker("/sysroot/composefs");
+ * checkOtherStores();
+ * const { findings } = await pending;
+ * ```
+ */
+export function fsckRepoOnWorker(
+  path: string,
+  workerUrl: string | URL = FSCK_WORKER_URL,
+): Promise<FsckReport> {
+  const here = async () => {
+    using repo = await ComposefsRepo.open(path, { readOnly: true });
+    return await fsckRepo(repo, { deep: true });
+  };
+  let worker: Worker;
+  try {
+    worker = new Worker(workerUrl, { type: "module" });
+  } catch {
+    return here();
+  }
+  // Asked at once, not on its "ready": a caller busy with synchronous work would not see that
+  // message until it is done, and the worker would wait that long.
+  worker.postMessage({ path } satisfies FsckWorkerRequest);
+  return new Promise<FsckReport>((resolve, reject) => {
+    const fallBack = () => {
+      worker.terminate();
+      here().then(resolve, reject);
+    };
+    worker.onmessage = (ev: MessageEvent<FsckWorkerReply>) => {
+      const r = ev.data;
+      if (r.t === "ready") return;
+      if (r.t === "error") return fallBack();
+      worker.terminate();
+      resolve(r.report);
+    };
+    worker.onerror = (ev: ErrorEvent) => {
+      ev.preventDefault();
+      fallBack();
+    };
+  });
 }
 
 /**

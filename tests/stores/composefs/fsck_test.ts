@@ -9,7 +9,9 @@ import {
   formatFsckReport,
   type FsckFinding,
   fsckRepo,
+  fsckRepoOnWorker,
 } from "../../../lib/stores/composefs/fsck.ts";
+import { RepoNotFoundError } from "../../../lib/stores/composefs/errors.ts";
 import { type ImportedImage, importOciImage } from "../../../lib/stores/composefs/oci_image.ts";
 import type { ComposefsRepo } from "../../../lib/stores/composefs/repository.ts";
 import { CONTENT_TYPE, SplitStream } from "../../../lib/stores/composefs/splitstream.ts";
@@ -81,6 +83,24 @@ Deno.test("fsck: a flipped byte in an object is a digest mismatch at its path (d
     assert.match(f.detail, /content hashes to [0-9a-f]{128}/);
     assert.equal(r.objectsCorrupted, 1);
     assert.match(formatFsckReport(r), /status: 2 error\(s\)/);
+  });
+});
+
+Deno.test("fsck on a worker: the same report as on this thread, also where no worker loads", async () => {
+  await withImported(async ({ repo, img }) => {
+    const id = bigObject(repo, img.diffIds[0]);
+    const path = `${repo.path}/${objPath(id)}`;
+    const bytes = await Deno.readFile(path);
+    bytes[7] ^= 0x80;
+    await Deno.writeFile(path, bytes);
+    const here = await fsckRepo(repo, { deep: true });
+    assert.equal(here.objectsCorrupted, 1);
+    assert.deepEqual(await fsckRepoOnWorker(repo.path), here);
+    // A binary compiled without the worker module: checked on this thread instead.
+    const unloadable = 'data:application/javascript,throw new Error("unloadable")';
+    assert.deepEqual(await fsckRepoOnWorker(repo.path, unloadable), here);
+    // What stops the check there is thrown here with its own type.
+    await assert.rejects(fsckRepoOnWorker(`${repo.path}/nowhere`), RepoNotFoundError);
   });
 });
 
