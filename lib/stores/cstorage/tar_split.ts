@@ -286,7 +286,7 @@ export async function* readTarSplitEntries(
 /**
  * {@linkcode readTarSplitEntries} in batches: the entries of each run of whole lines a chunk
  * completes, in order. An import walks a layer's tens of thousands of entries through several
- * stages; one step of an async iteration per batch, not per entry, was a third of that walk.
+ * stages; one step of an async iteration per entry, not per batch, was a quarter of that walk.
  *
  * @example
  * ```ts ignore
