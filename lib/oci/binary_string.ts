@@ -19,8 +19,8 @@ const APPLY_CHUNK = 8192;
  * Bytes as a {@linkcode BinaryString}.
  *
  * `apply` with the typed array, not a spread: a spread walks the iterator protocol and
- * allocated a result object per byte, about 7 KiB of garbage for a 64-byte digest's hex, the
- * largest single source of an import's garbage (30,000 names and digests per image layer).
+ * allocates a result object per byte (as it did for digests' hex, lib/digest/hash.ts), garbage
+ * that tens of thousands of names per layer multiply.
  *
  * @example
  * ```ts

@@ -663,8 +663,6 @@ export class TarReader {
     },
   ): Promise<TarEntry> {
     const where = this.where;
-    const num = (from: number, to: number, name: string) =>
-      parseNumeric(block, from, to, name, where, blockOffset);
     let format: TarHeaderFormat = "v7";
     // magic at 257, version at 263
     if (eqAscii(block, 257, "ustar\0") && eqAscii(block, 263, "00")) {
@@ -673,7 +671,7 @@ export class TarReader {
       format = "gnu";
     }
     let type: TarEntryType = TYPES[typeflag] ?? "other";
-    let declaredSize = num(124, 136, "size");
+    let declaredSize = parseNumeric(block, 124, 136, "size", where, blockOffset);
 
     if (typeflag === "g") {
       // A global pax header is an entry of its own; its records apply to all later entries.

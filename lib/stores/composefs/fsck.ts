@@ -115,9 +115,8 @@ export interface FsckWorkerRequest {
   path: string;
 }
 
-/** Its replies: it loaded (said, not waited for); the report, or what stopped the check. */
+/** Its reply: the report, or what stopped the check. */
 export type FsckWorkerReply =
-  | { t: "ready" }
   | { t: "report"; report: FsckReport }
   | { t: "error"; message: string };
 
@@ -149,8 +148,8 @@ export function fsckRepoOnWorker(
   } catch {
     return here();
   }
-  // Asked at once, not on its "ready": a caller busy with synchronous work would not see that
-  // message until it is done, and the worker would wait that long.
+  // Asked at once (the message waits for the module to load), not after a "ready" reply: a
+  // caller busy with synchronous work would see that only when done, and the worker would idle.
   worker.postMessage({ path } satisfies FsckWorkerRequest);
   return new Promise<FsckReport>((resolve, reject) => {
     const fallBack = () => {
@@ -159,7 +158,6 @@ export function fsckRepoOnWorker(
     };
     worker.onmessage = (ev: MessageEvent<FsckWorkerReply>) => {
       const r = ev.data;
-      if (r.t === "ready") return;
       if (r.t === "error") return fallBack();
       worker.terminate();
       resolve(r.report);

@@ -24,6 +24,3 @@ self.onmessage = async (ev: MessageEvent<FsckWorkerRequest>) => {
     self.postMessage({ t: "error", message } satisfies FsckWorkerReply);
   }
 };
-
-// Tells the caller this module loaded: until then a failure means "check on the calling thread".
-self.postMessage({ t: "ready" } satisfies FsckWorkerReply);

@@ -270,8 +270,6 @@ export type LayerTarPart =
     /** The entry name, printable (for messages and paths shown to people). */
     nameText: string;
     size: number;
-    /** CRC-64/GO-ISO of the content (8 bytes, big-endian); null when `size` is 0. */
-    crc: Uint8Array | null;
     /**
      * Opens the content in `diff/` (or a lower's) read-only: an fd to clone from, which the
      * caller closes; null when no layer has the file. Only valid during the iteration.
@@ -284,7 +282,8 @@ export type LayerTarPart =
  * segments (headers, padding, end blocks) and file entries with a way to open each file's
  * content in `diff/`, so a consumer can rebuild the tar while cloning the payloads
  * (containers-storage → composefs) instead of copying them. The content is not checked here: a
- * consumer checks each file's CRC-64 (or the final DiffID) over the bytes it clones.
+ * consumer checks the rebuilt tar against the DiffID, and names a changed file with
+ * {@linkcode checkLayerFiles} (tar-split's CRC-64s) once that failed.
  */
 export async function* layerTarPartBatches(
   root: StoreRoot,
@@ -304,7 +303,6 @@ export async function* layerTarPartBatches(
           type: "file",
           nameText: printable(e.name),
           size: e.size,
-          crc: e.crc,
           open: () => getter.open(e.name),
         });
       }
@@ -366,8 +364,9 @@ export async function writeLayerTar(
  * Checks `layer` against its diff-digest and diff-size by rebuilding its tar, hashing only:
  * the digest covers every byte, so the per-file CRC-64 (computed in JavaScript over every byte,
  * a tenth of a deep check's CPU time) runs only after a mismatch, in a second pass that names
- * the `diff/` file that changed, as c/storage's per-file check would. Throws {@linkcode LayerIntegrityError} as
- * {@linkcode writeLayerTar} does. The caller holds the layer store's read lock.
+ * the `diff/` file that changed, as c/storage's per-file check would. Throws
+ * {@linkcode LayerIntegrityError} as {@linkcode writeLayerTar} does. The caller holds the layer
+ * store's read lock.
  */
 export async function verifyLayer(root: StoreRoot, layer: LayerRecord): Promise<LayerTarResult> {
   try {
