@@ -240,6 +240,7 @@ async function placeFile(
         mode: OBJECT_MODE,
         what: f.what,
         size: f.version.size,
+        stopAtSize: true, // the version is checked once copied, below
       });
     // Settled already (the digest thread is far ahead): it may have staged the copy itself.
     let d = f.stolen ?? (f.digests.settled ? await f.digests : null);

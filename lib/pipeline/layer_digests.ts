@@ -110,6 +110,7 @@ export function stageCopy(
       copyOnly: true,
       mode: target.mode,
       size,
+      stopAtSize: true, // the version is checked below
     });
   } catch {
     return null;
@@ -176,7 +177,8 @@ function readWhole(
   buf: Uint8Array<ArrayBuffer>,
   sink: ByteSink,
 ): number {
-  const size = readThrough(fd, sink, buf);
+  // No read past the version's size: a file that grew changed its version too.
+  const size = readThrough(fd, sink, buf, version.size);
   assertUnchanged(fd, version, what, size);
   return size;
 }

@@ -78,40 +78,56 @@ function openTmp(dirfd: number, mode: number): { fd: number; tmpName?: string } 
 
 /**
  * Feeds `fd`'s bytes from its start to `sink`, read into `buf` (by default a buffer of this
- * module's, one per thread); returns the byte count.
+ * module's, one per thread); returns the byte count. With `stopAt`, stops there rather than
+ * reading on to find the end: only for callers that check the file's version after the read
+ * ({@linkcode assertUnchanged}), which tells a file that grew meanwhile.
+ *
+ * @example
+ * ```ts ignore
+ * const version = sourceVersion(fd);
+ * const size = readThrough(fd, hasher, undefined, version.size);
+ * assertUnchanged(fd, version, path, size);
+ * ```
  */
 export function readThrough(
   fd: number,
   sink: ByteSink,
   buf: Uint8Array<ArrayBuffer> = buffer(),
+  stopAt = Infinity,
 ): number {
   let total = 0;
-  for (;;) {
-    const n = pread(fd, buf, total);
-    if (n === 0) return total;
+  while (total < stopAt) {
+    const n = pread(fd, total + buf.length > stopAt ? buf.subarray(0, stopAt - total) : buf, total);
+    if (n === 0) break;
     sink.update(buf.subarray(0, n));
     total += n;
   }
+  return total;
 }
 
-/** Copies `srcFd` from byte `from` on to the same offsets of `dstFd`; returns the bytes copied. */
+/**
+ * Copies `srcFd` from byte `from` on (up to byte `stopAt`) to the same offsets of `dstFd`;
+ * returns the bytes copied.
+ */
 function copyReadWrite(
   srcFd: number,
   dstFd: number,
   what: string,
   sink?: ByteSink,
   from = 0,
+  stopAt = Infinity,
 ): number {
   const buf = buffer();
-  let total = 0;
-  for (;;) {
-    const n = pread(srcFd, buf, from + total);
-    if (n === 0) return total;
+  let at = from;
+  while (at < stopAt) {
+    const n = pread(srcFd, at + buf.length > stopAt ? buf.subarray(0, stopAt - at) : buf, at);
+    if (n === 0) break;
     const part = buf.subarray(0, n);
     sink?.update(part);
-    pwriteAll(dstFd, part, from + total, `copy of ${what}`);
-    total += n;
+    pwriteAll(dstFd, part, at, `copy of ${what}`);
+    at += n;
   }
+  return at - from;
 }
 
 /** How to fill a fresh file from a source. */
@@ -125,6 +141,12 @@ export interface FillOptions {
   sink?: ByteSink;
   /** The source's size when the caller already knows it (saves an fstat). */
   size?: number;
+  /**
+   * Copy no more than `size` bytes, without the read or copy that finds the end (two system
+   * calls per file): only for callers that check the source's version (size, mtime, ctime)
+   * after the copy, which tells a file that grew meanwhile ({@linkcode assertUnchanged}).
+   */
+  stopAtSize?: boolean;
   /** Names the source in errors. */
   what?: string;
   /**
@@ -157,9 +179,12 @@ function fillFrom(
       }
     }
   }
+  const stopAt = opts.stopAtSize && opts.size !== undefined ? opts.size : Infinity;
   // With a sink, one read per byte: hash while copying rather than copy then re-read.
-  if (opts.sink) return { method: "readwrite", size: copyReadWrite(srcFd, fd, what, opts.sink) };
-  return copyKernelFirst(srcFd, fd, what);
+  if (opts.sink) {
+    return { method: "readwrite", size: copyReadWrite(srcFd, fd, what, opts.sink, 0, stopAt) };
+  }
+  return copyKernelFirst(srcFd, fd, what, stopAt);
 }
 
 /** FICLONE of all of `srcFd` into `fd`, feeding `opts.sink` the source's bytes. */
@@ -176,7 +201,7 @@ function cloneInto(
   // wrote it), a fresh clone's never are, and reading it doubled the time of an import. The
   // clone holds the source's bytes as of the FICLONE, so the source must not have changed
   // since: its size, mtime and ctime before the clone and after the read say so.
-  const size = readThrough(srcFd, opts.sink);
+  const size = readThrough(srcFd, opts.sink, undefined, before!.size);
   assertUnchanged(srcFd, before!, what, size);
   return { method: "reflink", size };
 }
@@ -231,21 +256,26 @@ export function cloneToNewFile(
   }
 }
 
-function copyKernelFirst(srcFd: number, dstFd: number, what: string) {
+/** Most bytes asked of one copy_file_range call (the kernel copies at most about 2 GiB). */
+const COPY_RANGE_MAX = 1 << 30;
+
+function copyKernelFirst(srcFd: number, dstFd: number, what: string, stopAt = Infinity) {
   let size = 0;
   try {
-    for (;;) {
-      const n = copyFileRange(srcFd, size, dstFd, size, 1 << 30, what);
-      if (n === 0) return { method: "copy_file_range" as PlaceMethod, size };
+    while (size < stopAt) {
+      const want = Math.min(COPY_RANGE_MAX, stopAt - size);
+      const n = copyFileRange(srcFd, size, dstFd, size, want, what);
+      if (n === 0) break;
       size += n;
     }
+    return { method: "copy_file_range" as PlaceMethod, size };
   } catch (e) {
     // EXDEV across superblocks (even two ext4s), EINVAL/EOPNOTSUPP on some
     // filesystems: fall back to plain reads and writes from where it stopped.
     if (!(e instanceof SysError) || !(e.is("EXDEV") || e.is("EINVAL") || e.is("EOPNOTSUPP"))) {
       throw e;
     }
-    const rest = copyReadWrite(srcFd, dstFd, what, undefined, size);
+    const rest = copyReadWrite(srcFd, dstFd, what, undefined, size, stopAt);
     return { method: "readwrite" as PlaceMethod, size: size + rest };
   }
 }

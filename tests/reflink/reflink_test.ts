@@ -14,6 +14,7 @@ import {
   O,
   openAt,
   openDir,
+  pwriteAll,
   readDir,
   readFileAt,
   SEEK,
@@ -23,7 +24,9 @@ import {
 import { fgetxattr } from "../../ffi/xattr.ts";
 import { ReflinkUnsupportedError } from "../../lib/reflink/errors.ts";
 import { clearProbeCache, probeReflink, probeReflinkPath } from "../../lib/reflink/probe.ts";
-import { placeFile } from "../../lib/reflink/place.ts";
+import { cloneToTmpfile, discardClone, placeFile, readThrough } from "../../lib/reflink/place.ts";
+import { assertUnchanged, sourceVersion } from "../../lib/reflink/source_version.ts";
+import { SourceChangedError } from "../../lib/reflink/errors.ts";
 import { DEDUPE_CHUNK, dedupeFiles } from "../../lib/reflink/dedupe.ts";
 import { sharedBytesAt } from "../../lib/reflink/shared.ts";
 import { pseudoRandomBytes } from "../harness/data.ts";
@@ -177,6 +180,55 @@ fsTest("ext4 copy fallback: copy_file_range without a digest, read/write with on
       assert.equal(sha256(readFileAt(dir, "hashed")), sha256(data));
       assert.equal(sharedBytesAt(dir, "hashed").sharedBytes, 0, "ext4 never shares");
       assert.equal(lseek(src, 0, SEEK.CUR), 1234, "read/write left the position alone");
+    } finally {
+      close(src);
+    }
+  }));
+
+fsTest("copies and reads that stop at a version's size: a file that grew is told by its version", [
+  "ext4",
+], (fs) =>
+  withDirs([fs], (dir) => {
+    const data = pseudoRandomBytes((1 << 20) + 4096 + 7, 5); // past one read buffer
+    writeFile(dir, "src", data);
+    const src = openAt(dir, "src", O.RDWR | O.NOFOLLOW);
+    try {
+      const version = sourceVersion(src);
+      pwriteAll(src, new Uint8Array([1, 2, 3]), data.length, "src"); // it grows after its version
+      const copy = (sink?: { update(c: Uint8Array): unknown }, stopAtSize = true) =>
+        cloneToTmpfile(src, dir, {
+          policy: "reflink-or-copy",
+          copyOnly: true,
+          size: version.size,
+          stopAtSize,
+          sink,
+        });
+      for (
+        const [sink, method] of [[undefined, "copy_file_range"], [
+          createHash("sha256"),
+          "readwrite",
+        ]] as const
+      ) {
+        const tmp = copy(sink);
+        try {
+          assert.deepEqual([tmp.method, tmp.size], [method, data.length], "no byte past the size");
+          const back = createHash("sha256");
+          assert.equal(readThrough(tmp.fd, back), data.length);
+          assert.equal(back.digest("hex"), sha256(data), "the copy holds the first bytes");
+          if (sink) assert.equal(sink.digest("hex"), sha256(data), "the sink saw the same bytes");
+        } finally {
+          discardClone(tmp);
+        }
+      }
+      const whole = copy(undefined, false);
+      assert.equal(whole.size, data.length + 3, "without stopAtSize the copy reads on to the end");
+      discardClone(whole);
+
+      const seen = createHash("sha256");
+      assert.equal(readThrough(src, seen, undefined, version.size), data.length);
+      assert.equal(seen.digest("hex"), sha256(data));
+      // What every caller of stopAtSize does next: the grown file is no longer its version.
+      assert.throws(() => assertUnchanged(src, version, "src"), SourceChangedError);
     } finally {
       close(src);
     }

@@ -96,7 +96,9 @@ async function* tarSplitChunks(root: StoreRoot, layerId: string): AsyncGenerator
  */
 export class DiffFileGetter {
   readonly #dirs: (number | null)[] = [];
-  readonly #parents: ({ key: string; fd: number | null; owned: boolean } | undefined)[] = [];
+  readonly #parents: ({ key: string; fd: number | null } | undefined)[] = [];
+  /** Per diff dir, the directories of the last parent path opened below it, outermost first. */
+  readonly #chains: { comps: BinaryString[]; fds: number[] }[] = [];
   #lowers: string[] | null = null;
 
   constructor(readonly root: StoreRoot, readonly layerId: string) {}
@@ -151,14 +153,36 @@ export class DiffFileGetter {
   #parentDir(i: number, dir: number, key: string, comps: readonly BinaryString[]): number | null {
     const cached = this.#parents[i];
     if (cached?.key === key) return cached.fd;
-    if (cached?.owned && cached.fd !== null) closeQuietly(cached.fd);
-    const fd = comps.length === 1 ? dir : openDirBelow(dir, comps.slice(0, -1));
-    this.#parents[i] = { key, fd, owned: fd !== dir };
+    const fd = this.#openChain(i, dir, comps.slice(0, -1));
+    this.#parents[i] = { key, fd };
     return fd;
   }
 
+  // Opens the directory `dirs` below diff dir `i` from the longest prefix still open from the
+  // last one (a tar walks a tree depth first: the next directory is usually a sibling or a
+  // child, one open instead of one per component); the chain keeps what exists of the path.
+  #openChain(i: number, dir: number, dirs: BinaryString[]): number | null {
+    const chain = this.#chains[i] ??= { comps: [], fds: [] };
+    let keep = 0;
+    while (
+      keep < chain.comps.length && keep < dirs.length && chain.comps[keep] === dirs[keep]
+    ) keep++;
+    for (const fd of chain.fds.splice(keep)) closeQuietly(fd);
+    chain.comps.length = keep;
+    while (chain.comps.length < dirs.length) {
+      const at = chain.fds.length > 0 ? chain.fds[chain.fds.length - 1] : dir;
+      const c = dirs[chain.comps.length];
+      const next = absentAsNull(() => openDirAt(at, bytesFromBinary(c)));
+      if (next === null) return null;
+      chain.comps.push(c);
+      chain.fds.push(next);
+    }
+    return chain.fds.length > 0 ? chain.fds[chain.fds.length - 1] : dir;
+  }
+
   close(): void {
-    for (const p of this.#parents) if (p?.owned && p.fd !== null) closeQuietly(p.fd);
+    for (const c of this.#chains) for (const fd of c?.fds ?? []) closeQuietly(fd);
+    this.#chains.length = 0;
     this.#parents.length = 0;
     for (const fd of this.#dirs) if (fd !== null) closeQuietly(fd);
     this.#dirs.length = 0;
@@ -171,23 +195,6 @@ function absentAsNull(open: () => number): number | null {
     return open();
   } catch (e) {
     if (e instanceof SysError && (e.is("ENOENT") || e.is("ENOTDIR") || e.is("ELOOP"))) return null;
-    throw e;
-  }
-}
-
-/** Opens the directory `comps` below `dirfd`, never following a symlink; null when absent. */
-function openDirBelow(dirfd: number, comps: readonly BinaryString[]): number | null {
-  let cur = dirfd;
-  try {
-    for (const c of comps) {
-      const next = absentAsNull(() => openDirAt(cur, bytesFromBinary(c)));
-      if (cur !== dirfd) closeQuietly(cur);
-      if (next === null) return null;
-      cur = next;
-    }
-    return cur;
-  } catch (e) {
-    if (cur !== dirfd) closeQuietly(cur);
     throw e;
   }
 }

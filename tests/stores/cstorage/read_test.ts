@@ -232,3 +232,39 @@ toolTest(
     assert.deepEqual(concatBytes(parts), tar);
   },
 );
+
+toolTest(
+  "files are found however a tar moves between directories: deeper, back up, across, back again",
+  [TOOLS.skopeo],
+  async (bins) => {
+    await using store = await tempStore();
+    const oci = `${store.dir}/oci`;
+    const t = new TarBuilder();
+    for (const d of ["a", "a/b", "a/b/c", "a/d", "e", "e/b", "e/b/c"]) t.dir(d);
+    // Each file's parent shares a different prefix with the one before it; same-named
+    // components under other parents ("b", "c") must not be taken for each other.
+    const order = [
+      "a/b/c/1",
+      "a/b/2",
+      "a/d/3",
+      "e/b/c/4",
+      "a/b/c/5",
+      "6",
+      "e/b/7",
+      "a/b/c/8",
+      "a/9",
+      "e/b/c/10",
+    ];
+    for (const f of order) t.file(f, `in ${f}\n`);
+    const tar = t.build();
+    const img = await buildOciImage(oci, { layers: [{ tar, compression: "gzip" }], tag: "walk" });
+    await skopeoToStore(bins.skopeo, store, oci, "walk", "localhost/walk:v1");
+    using cs = await CStorage.open(store.root, { runroot: store.runroot });
+    const parts: Uint8Array[] = [];
+    const r = await writeLayerTarFromStore(cs, img.diffIds[0], {
+      write: (c) => parts.push(c.slice()),
+    });
+    assert.equal(r.digest, img.diffIds[0]);
+    assert.deepEqual(concatBytes(parts), tar);
+  },
+);
