@@ -521,6 +521,26 @@ class ParsedTarEntry implements TarEntry {
   }
 }
 
+/** The header blocks of an entry read so far (extension headers first), as next() collects them. */
+interface HeaderContext {
+  start: number;
+  parts: TarHeaderPart[];
+  raw: Uint8Array[];
+  add: (typeflag: string, bytes: Uint8Array) => void;
+  localPax: Map<string, Uint8Array> | null;
+  longName: Uint8Array | null;
+  longLink: Uint8Array | null;
+}
+
+/** An entry's main header block and what is read from it first. */
+interface MainHeader {
+  block: Uint8Array;
+  blockOffset: number;
+  typeflag: string;
+  format: TarHeaderFormat;
+  declaredSize: number;
+}
+
 /**
  * Reads a tar archive from a stream of chunks. Chunks are kept by reference until consumed, so
  * the source must hand out fresh buffers (as `node:zlib` and the layout reader do).
@@ -553,6 +573,10 @@ export class TarReader {
     return this.#queue.fill(n);
   }
 
+  // The reads below take bytes already buffered without awaiting: a layer has tens of thousands
+  // of entries, and an await per header block, payload and padding (most of them buffered
+  // already) was most of the cost of reading one.
+
   async #take(n: number, what: string): Promise<Uint8Array> {
     if (!(await this.#fill(n))) {
       throw new TarFormatError(
@@ -567,7 +591,7 @@ export class TarReader {
   /** The next entry, or `null` at the end of the archive. Skips unread payload and padding. */
   async next(): Promise<TarEntry | null> {
     if (this.#ended) return null;
-    await this.#skipRest();
+    if (this.#payloadLeft > 0 || this.#paddingLeft > 0) await this.readPadding();
     const parts: TarHeaderPart[] = [];
     const raw: Uint8Array[] = [];
     let rawLength = 0;
@@ -581,8 +605,7 @@ export class TarReader {
       rawLength += bytes.length;
     };
     for (;;) {
-      const have = await this.#fill(TAR_BLOCK_SIZE);
-      if (!have) {
+      if (this.#queue.length < TAR_BLOCK_SIZE && !(await this.#fill(TAR_BLOCK_SIZE))) {
         if (this.#queue.length === 0 && parts.length === 0) {
           // Clean end of input at a block boundary without end-of-archive blocks.
           this.#ended = true;
@@ -609,7 +632,7 @@ export class TarReader {
         return null;
       }
       const blockOffset = this.#queue.offset;
-      const block = new Uint8Array(await this.#take(TAR_BLOCK_SIZE, "header"));
+      const block = new Uint8Array(this.#queue.take(TAR_BLOCK_SIZE)); // buffered: peeked above
       checkChecksum(block, this.where, blockOffset);
       const typeflag = String.fromCharCode(block[156]);
       if (typeflag === "x" || typeflag === "L" || typeflag === "K") {
@@ -621,7 +644,10 @@ export class TarReader {
             `extension header ${typeflag} of ${size} bytes exceeds ${MAX_EXTENSION_SIZE}`,
           );
         }
-        const data = await this.#take(size + tarPadding(size), `${typeflag} extension data`);
+        const n = size + tarPadding(size);
+        const data = this.#queue.length >= n
+          ? this.#queue.take(n)
+          : await this.#take(n, `${typeflag} extension data`);
         const whole = new Uint8Array(TAR_BLOCK_SIZE + data.length);
         whole.set(block);
         whole.set(data, TAR_BLOCK_SIZE);
@@ -636,7 +662,7 @@ export class TarReader {
         else longLink = cString(content).slice();
         continue;
       }
-      return await this.#mainHeader(block, blockOffset, typeflag, {
+      return this.#mainHeader(block, blockOffset, typeflag, {
         start,
         parts,
         raw,
@@ -648,21 +674,16 @@ export class TarReader {
     }
   }
 
-  async #mainHeader(
+  /**
+   * The entry of main header `block`: at once, unless a global header's records or an old GNU
+   * sparse map's extension blocks are still to be read.
+   */
+  #mainHeader(
     block: Uint8Array,
     blockOffset: number,
     typeflag: string,
-    ctx: {
-      start: number;
-      parts: TarHeaderPart[];
-      raw: Uint8Array[];
-      add: (typeflag: string, bytes: Uint8Array) => void;
-      localPax: Map<string, Uint8Array> | null;
-      longName: Uint8Array | null;
-      longLink: Uint8Array | null;
-    },
-  ): Promise<TarEntry> {
-    const where = this.where;
+    ctx: HeaderContext,
+  ): TarEntry | Promise<TarEntry> {
     let format: TarHeaderFormat = "v7";
     // magic at 257, version at 263
     if (eqAscii(block, 257, "ustar\0") && eqAscii(block, 263, "00")) {
@@ -670,50 +691,58 @@ export class TarReader {
     } else if (eqAscii(block, 257, "ustar ") && eqAscii(block, 263, " \0")) {
       format = "gnu";
     }
-    let type: TarEntryType = TYPES[typeflag] ?? "other";
-    let declaredSize = parseNumeric(block, 124, 136, "size", where, blockOffset);
-
-    if (typeflag === "g") {
-      // A global pax header is an entry of its own; its records apply to all later entries.
-      if (declaredSize > MAX_EXTENSION_SIZE) {
-        throw new TarFormatError(where, blockOffset, `global pax header of ${declaredSize} bytes`);
-      }
-      const data = await this.#take(declaredSize + tarPadding(declaredSize), "g extension data");
-      const whole = new Uint8Array(TAR_BLOCK_SIZE + data.length);
-      whole.set(block);
-      whole.set(data, TAR_BLOCK_SIZE);
-      ctx.add(typeflag, whole);
-      const records = parsePaxRecords(
-        whole.subarray(TAR_BLOCK_SIZE, TAR_BLOCK_SIZE + declaredSize),
-        where,
-        blockOffset + 512,
-      );
-      for (const [k, v] of records) {
-        if (v.length === 0) this.#globalPax.delete(k);
-        else this.#globalPax.set(k, v);
-      }
-      return this.#finish(
-        ctx,
-        block,
-        blockOffset,
-        typeflag,
-        type,
-        format,
-        records,
-        declaredSize,
-        0,
-      );
-    }
-
+    const declaredSize = parseNumeric(block, 124, 136, "size", this.where, blockOffset);
+    const header = { block, blockOffset, typeflag, format, declaredSize };
+    if (typeflag === "g") return this.#globalHeader(header, ctx);
     ctx.add(typeflag, block);
     if (typeflag === "S" && format === "gnu" && block[482] !== 0) {
-      // Old GNU sparse: more sparse-map blocks follow the header, each flagging the next.
-      for (;;) {
-        const ext = new Uint8Array(await this.#take(TAR_BLOCK_SIZE, "GNU sparse extension"));
-        ctx.add("S", ext);
-        if (ext[504] === 0) break;
-      }
+      return this.#sparseMap(ctx).then(() => this.#entry(header, ctx));
     }
+    return this.#entry(header, ctx);
+  }
+
+  /** A global pax header: an entry of its own; its records apply to all later entries. */
+  async #globalHeader(h: MainHeader, ctx: HeaderContext): Promise<TarEntry> {
+    const { block, blockOffset, declaredSize } = h;
+    if (declaredSize > MAX_EXTENSION_SIZE) {
+      throw new TarFormatError(
+        this.where,
+        blockOffset,
+        `global pax header of ${declaredSize} bytes`,
+      );
+    }
+    const data = await this.#take(declaredSize + tarPadding(declaredSize), "g extension data");
+    const whole = new Uint8Array(TAR_BLOCK_SIZE + data.length);
+    whole.set(block);
+    whole.set(data, TAR_BLOCK_SIZE);
+    ctx.add(h.typeflag, whole);
+    const records = parsePaxRecords(
+      whole.subarray(TAR_BLOCK_SIZE, TAR_BLOCK_SIZE + declaredSize),
+      this.where,
+      blockOffset + 512,
+    );
+    for (const [k, v] of records) {
+      if (v.length === 0) this.#globalPax.delete(k);
+      else this.#globalPax.set(k, v);
+    }
+    const type = TYPES[h.typeflag] ?? "other";
+    return this.#finish(ctx, h, type, records, declaredSize, 0);
+  }
+
+  /** Old GNU sparse: more sparse-map blocks follow the header, each flagging the next. */
+  async #sparseMap(ctx: HeaderContext): Promise<void> {
+    for (;;) {
+      const ext = new Uint8Array(await this.#take(TAR_BLOCK_SIZE, "GNU sparse extension"));
+      ctx.add("S", ext);
+      if (ext[504] === 0) break;
+    }
+  }
+
+  /** A file, directory, link or other entry, once all its header blocks are read. */
+  #entry(h: MainHeader, ctx: HeaderContext): TarEntry {
+    const { block, blockOffset, typeflag } = h;
+    let type: TarEntryType = TYPES[typeflag] ?? "other";
+    let declaredSize = h.declaredSize;
     // Most entries have no pax records at all: no map per entry for them (see ParsedTarEntry).
     let pax: Map<string, Uint8Array> | null = null;
     if (this.#globalPax.size > 0 || ctx.localPax) {
@@ -724,38 +753,19 @@ export class TarReader {
       }
     }
     const paxSize = pax?.get("size");
-    if (paxSize) declaredSize = paxNumber(paxSize, "size", where, blockOffset);
+    if (paxSize) declaredSize = paxNumber(paxSize, "size", this.where, blockOffset);
     if (type === "file" && typeflag === "\0") {
       const name = pax?.get("path") ?? ctx.longName ?? cString(block.subarray(0, 100));
       if (name.length > 0 && name[name.length - 1] === 0x2f) type = "directory";
     }
     const payloadSize = HEADER_ONLY.has(type) ? 0 : declaredSize;
-    return this.#finish(
-      ctx,
-      block,
-      blockOffset,
-      typeflag,
-      type,
-      format,
-      pax,
-      declaredSize,
-      payloadSize,
-    );
+    return this.#finish(ctx, h, type, pax, declaredSize, payloadSize);
   }
 
   #finish(
-    ctx: {
-      start: number;
-      parts: TarHeaderPart[];
-      raw: Uint8Array[];
-      longName: Uint8Array | null;
-      longLink: Uint8Array | null;
-    },
-    block: Uint8Array,
-    blockOffset: number,
-    typeflag: string,
+    ctx: HeaderContext,
+    h: MainHeader,
     type: TarEntryType,
-    format: TarHeaderFormat,
     pax: Map<string, Uint8Array> | null,
     declaredSize: number,
     payloadSize: number,
@@ -774,6 +784,7 @@ export class TarReader {
     }
     this.#payloadLeft = payloadSize;
     this.#paddingLeft = tarPadding(payloadSize);
+    const { block, blockOffset, typeflag, format } = h;
     return new ParsedTarEntry(
       { block, offset: blockOffset, where: this.where },
       {
@@ -794,11 +805,7 @@ export class TarReader {
   async *readPayload(): AsyncGenerator<Uint8Array> {
     while (this.#payloadLeft > 0) {
       if (this.#queue.length === 0 && !(await this.#fill(1))) {
-        throw new TarFormatError(
-          this.where,
-          this.#queue.offset,
-          `archive truncated: ${this.#payloadLeft} payload bytes missing`,
-        );
+        throw this.#payloadMissing();
       }
       const part = this.#queue.takeUpTo(this.#payloadLeft);
       this.#payloadLeft -= part.length;
@@ -806,17 +813,29 @@ export class TarReader {
     }
   }
 
-  /** The padding after the current entry's payload (skipping unread payload first). */
-  async readPadding(): Promise<Uint8Array> {
-    for await (const _ of this.readPayload()) { /* skip */ }
-    if (this.#paddingLeft === 0) return new Uint8Array(0);
-    const n = this.#paddingLeft;
-    this.#paddingLeft = 0;
-    return await this.#take(n, "padding");
+  #payloadMissing(): TarFormatError {
+    return new TarFormatError(
+      this.where,
+      this.#queue.offset,
+      `archive truncated: ${this.#payloadLeft} payload bytes missing`,
+    );
   }
 
-  async #skipRest(): Promise<void> {
-    if (this.#payloadLeft > 0 || this.#paddingLeft > 0) await this.readPadding();
+  /**
+   * The padding after the current entry's payload (a view into the input), skipping unread
+   * payload first.
+   */
+  async readPadding(): Promise<Uint8Array> {
+    while (this.#payloadLeft > 0) {
+      if (this.#queue.length === 0 && !(await this.#fill(1))) {
+        throw this.#payloadMissing();
+      }
+      this.#payloadLeft -= this.#queue.takeUpTo(this.#payloadLeft).length;
+    }
+    const n = this.#paddingLeft;
+    if (n === 0) return EMPTY;
+    this.#paddingLeft = 0;
+    return this.#queue.length >= n ? this.#queue.take(n) : await this.#take(n, "padding");
   }
 
   /**
@@ -833,6 +852,9 @@ export class TarReader {
     }
   }
 }
+
+/** The padding of an entry that has none (shared: it has no bytes to change). */
+const EMPTY = new Uint8Array(0);
 
 /** Whether `bytes` holds `text` (ASCII) at `at`. */
 function eqAscii(bytes: Uint8Array, at: number, text: string): boolean {

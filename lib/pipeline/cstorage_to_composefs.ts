@@ -478,8 +478,10 @@ async function splitStoreLayer(
       }
       queue.push({ boundary: true });
       inline(e.rawHeader);
+      // Past the payload's placeholders, whose tar-split entry `files` then holds; the padding
+      // goes into the stream after the payload.
+      const padding = await tar.readPadding();
       if (e.payloadSize > 0) {
-        for await (const _ of tar.readPayload()) { /* placeholders */ }
         const f = files.shift();
         if (!f || f.offset !== e.payloadOffset || f.part.size !== e.payloadSize) {
           throw new LayerIntegrityError(
@@ -546,7 +548,7 @@ async function splitStoreLayer(
           }
         }
       }
-      inline(await tar.readPadding());
+      inline(padding);
     }
     for await (const chunk of tar.readTrailer()) inline(chunk);
     if (files.length > 0) {
