@@ -396,19 +396,67 @@ const WORKER_URL = new URL("./layer_digest_worker.ts", import.meta.url);
 /** Files per message: one message per file cost more than the hashing it saved. */
 const BATCH_FILES = 32;
 
-interface Pending {
-  what: string;
-  resolve(r: FileDigests): void;
+/**
+ * The results of one batch of files, settled together when the worker's reply comes in (or the
+ * request fails). Every file of the batch awaits the one promise it holds: a promise and its
+ * handlers per file were most of what an import kept alive per file in flight.
+ */
+class DigestBatch {
+  /** The results came in (or the request failed). */
+  settled = false;
+  readonly done: Promise<void>;
+  #resolve!: () => void;
+  #result: ((index: number, what: string) => FileDigests) | null = null;
+
+  constructor(
+    /** Sends the batch to the worker if it is still being filled. */
+    readonly send: () => void,
+  ) {
+    this.done = new Promise<void>((resolve) => this.#resolve = resolve);
+  }
+
+  /** Settles every file of the batch: `result` gives file `index`'s digests, or throws. */
+  settle(result: (index: number, what: string) => FileDigests): void {
+    if (this.settled) return;
+    this.#result = result;
+    this.settled = true;
+    this.#resolve();
+  }
+
+  fail(e: Error): void {
+    this.settle(() => {
+      throw e;
+    });
+  }
+
+  /** File `index`'s digests, once settled; throws its failure. */
+  result(index: number, what: string): FileDigests {
+    return this.#result!(index, what);
+  }
+}
+
+/** Who waits for the stream digest of an `end` request. */
+interface EndWaiter {
+  resolve(digest: Uint8Array): void;
   reject(e: Error): void;
 }
 
+/** Batch of one for a result computed at once (no worker). */
+function settledBatch(r: FileDigests | Error): DigestBatch {
+  const b = new DigestBatch(() => {});
+  if (r instanceof Error) b.fail(r);
+  else b.settle(() => r);
+  return b;
+}
+
 /**
- * A file's digests on their way, as {@linkcode LayerDigests.file} hands them out: awaitable,
- * and, while unsettled, open to {@linkcode LayerDigests.steal}.
+ * A file's digests on their way, as {@linkcode LayerDigests.file} hands them out: awaitable
+ * (awaiting sends the batch it is in), and, while unsettled, open to
+ * {@linkcode LayerDigests.steal}.
  */
 export class PendingDigests implements PromiseLike<FileDigests> {
-  /** The worker's result came in (or the request failed). */
-  settled = false;
+  #digests: FileDigests | null = null;
+
   constructor(
     /** The file's sequence number; -1 without a worker (computed when handed in). */
     readonly seq: number,
@@ -417,18 +465,27 @@ export class PendingDigests implements PromiseLike<FileDigests> {
     readonly what: string,
     /** False when the worker must hash the file itself (it shares blocks with ostree). */
     readonly stealable: boolean,
-    readonly inner: Promise<FileDigests>,
-    readonly send: () => void,
-  ) {
-    inner.then(() => this.settled = true, () => this.settled = true);
+    readonly batch: DigestBatch,
+    /** The file's place in its batch. */
+    readonly index: number,
+  ) {}
+
+  /** The worker's result came in (or the request failed). */
+  get settled(): boolean {
+    return this.batch.settled;
+  }
+
+  /** The digests once settled (the same object every time); throws the file's failure. */
+  #result(): FileDigests {
+    return this.#digests ??= this.batch.result(this.index, this.what);
   }
 
   then<A = FileDigests, B = never>(
     ok?: ((v: FileDigests) => A | PromiseLike<A>) | null,
     fail?: ((e: unknown) => B | PromiseLike<B>) | null,
   ): PromiseLike<A | B> {
-    this.send(); // still unsent: send it now
-    return this.inner.then(ok, fail);
+    this.batch.send(); // still unsent: send it now
+    return this.batch.done.then(() => this.#result()).then(ok, fail);
   }
 }
 
@@ -461,11 +518,11 @@ export class LayerDigests implements Disposable {
   #versions: SourceVersion[] = [];
   #inlineEnds: number[] = [];
   #ostreeChecksums: string[] = [];
-  #batchPending: Pending[] = [];
-  /** Per batch sent, its files' settlers; `end` requests queue a single resolver. */
-  readonly #sent: (Pending[] | ((d: Uint8Array) => void))[] = [];
+  /** The batch being filled (its files are the ones in #fds), made with its first file. */
+  #batch: DigestBatch | null = null;
+  /** Per request sent, in order: a batch of files, or the settlers of an `end`. */
+  readonly #sent: (DigestBatch | EndWaiter)[] = [];
   #failed: Error | null = null;
-  #batchesSent = 0;
   /** Sequence number of the next file; the claims of files by number (see CLAIM_SLOTS). */
   #seq = 0;
   #batchFirstSeq = 0;
@@ -585,33 +642,33 @@ export class LayerDigests implements Disposable {
     ostreeChecksum = "",
   ): PendingDigests {
     if (this.#local) {
-      let r: Promise<FileDigests>;
+      let r: FileDigests | Error;
       try {
-        r = Promise.resolve(this.#local.file(fd, version, what, ostreeChecksum));
+        r = this.#local.file(fd, version, what, ostreeChecksum);
       } catch (e) {
-        r = Promise.reject(e);
-        r.catch(() => {}); // the caller sees the rejection when it awaits
+        r = e instanceof Error ? e : new Error(String(e));
       }
-      return new PendingDigests(-1, fd, version, what, false, r, () => {});
+      return new PendingDigests(-1, fd, version, what, false, settledBatch(r), 0);
     }
     const seq = this.#seq++;
     if (this.#fds.length === 0) this.#batchFirstSeq = seq;
     Atomics.store(this.#claims, seq % CLAIM_SLOTS, claimTag(seq, CLAIM_FREE));
-    const inner = new Promise<FileDigests>((resolve, reject) => {
-      this.#fds.push(fd);
-      this.#versions.push(version);
-      this.#inlineEnds.push(this.#inline.length);
-      this.#ostreeChecksums.push(ostreeChecksum);
-      this.#batchPending.push({ what, resolve, reject });
-    });
-    inner.catch(() => {}); // the caller sees the rejection when it awaits
-    const batch = this.#batchesSent;
+    const batch = this.#batch ??= this.#newBatch();
+    const index = this.#fds.length;
+    this.#fds.push(fd);
+    this.#versions.push(version);
+    this.#inlineEnds.push(this.#inline.length);
+    this.#ostreeChecksums.push(ostreeChecksum);
     if (this.#fds.length >= BATCH_FILES) this.#flush();
-    const send = () => {
-      if (batch === this.#batchesSent) this.#flush();
-    };
     const stealable = this.#verity !== null && ostreeChecksum === "";
-    return new PendingDigests(seq, fd, version, what, stealable, inner, send);
+    return new PendingDigests(seq, fd, version, what, stealable, batch, index);
+  }
+
+  #newBatch(): DigestBatch {
+    const batch: DigestBatch = new DigestBatch(() => {
+      if (this.#batch === batch) this.#flush();
+    });
+    return batch;
   }
 
   /**
@@ -642,7 +699,7 @@ export class LayerDigests implements Disposable {
    */
   steal(p: PendingDigests): FileDigests | null {
     if (!p.stealable || this.answered(p) || this.#failed) return null;
-    p.send(); // the worker works on while this thread hashes
+    p.batch.send(); // the worker works on while this thread hashes
     if (claim(this.#claims, p.seq, CLAIM_CALLER) !== claimTag(p.seq, CLAIM_FREE)) return null;
     const verity = new FsVerityHasher(this.#verity!);
     this.#stealBuf ??= new Uint8Array(READ_CHUNK);
@@ -656,8 +713,8 @@ export class LayerDigests implements Disposable {
     this.#flush();
     if (this.#failed) throw this.#failed;
     const inline = this.#inline.take(this.#inline.length).slice(); // transferred: its own buffer
-    return await new Promise<Uint8Array>((resolve) => {
-      this.#sent.push(resolve);
+    return await new Promise<Uint8Array>((resolve, reject) => {
+      this.#sent.push({ resolve, reject });
       this.#worker!.postMessage({ t: "end", inline }, [inline.buffer]);
     });
   }
@@ -665,8 +722,8 @@ export class LayerDigests implements Disposable {
   #flush(): void {
     const n = this.#fds.length;
     if (n === 0) return;
-    this.#batchesSent++;
-    const pending = this.#batchPending;
+    const pending = this.#batch!;
+    this.#batch = null;
     const versions = new Float64Array(5 * n);
     this.#versions.forEach((v, i) => packVersion(versions, i, v));
     const last = this.#inlineEnds[n - 1];
@@ -684,11 +741,7 @@ export class LayerDigests implements Disposable {
     this.#versions = [];
     this.#inlineEnds = [];
     this.#ostreeChecksums = [];
-    this.#batchPending = [];
-    if (this.#failed) {
-      for (const p of pending) p.reject(this.#failed);
-      return;
-    }
+    if (this.#failed) return pending.fail(this.#failed);
     this.#sent.push(pending);
     const transfer = [batch.fds, batch.versions, batch.inline, batch.inlineEnds];
     this.#worker!.postMessage(batch, transfer.map((a) => a.buffer as ArrayBuffer));
@@ -698,38 +751,42 @@ export class LayerDigests implements Disposable {
     if (r.t === "error") return this.#fail(new Error(`layer digest worker: ${r.message}`));
     const waiter = this.#sent.shift();
     if (r.t === "end") {
-      if (typeof waiter === "function") waiter(r.digest);
+      if (waiter && !(waiter instanceof DigestBatch)) waiter.resolve(r.digest);
       return;
     }
-    if (!Array.isArray(waiter)) {
+    if (!(waiter instanceof DigestBatch)) {
       for (const fd of r.copyFds) if (fd >= 0) closeQuietly(fd); // the batch failed already
       return;
     }
     const failed = new Map(r.failures.map((f) => [f.index, f]));
     // From the reply itself: a batch's algorithm is the one of the layer it was sent in.
     const hashSize = r.verity ? r.verity.length / r.sizes.length : 0;
-    waiter.forEach((p, i) => {
+    const copyTo = this.#copyTo;
+    // Each file's digests are made from the reply when it is awaited, not all at once here.
+    waiter.settle((i, what) => {
       const f = failed.get(i);
-      if (f) return p.reject(failureError(p.what, f));
+      if (f) throw failureError(what, f);
       const verity = r.verity ? r.verity.slice(i * hashSize, (i + 1) * hashSize) : null;
       const outcome = SHARE_CODES[r.shares[i]];
       const share = outcome ? { outcome, bytes: r.sharedBytes[i] } : null;
       const method = COPY_CODES[r.copyMethods[i]];
-      const copy = method && this.#copyTo && r.copyFds[i] >= 0
-        ? { fd: r.copyFds[i], method, size: r.sizes[i], dirfd: this.#copyTo.dirfd }
+      const copy = method && copyTo && r.copyFds[i] >= 0
+        ? { fd: r.copyFds[i], method, size: r.sizes[i], dirfd: copyTo.dirfd }
         : null;
       const linkOutcome = LINK_CODES[r.links[i]];
       const linked = method && linkOutcome ? { method, outcome: linkOutcome } : null;
-      p.resolve({ size: r.sizes[i], verity, share, copy, linked });
+      return { size: r.sizes[i], verity, share, copy, linked };
     });
   }
 
   #fail(e: Error): void {
     this.#failed ??= e;
     for (const w of this.#sent.splice(0)) {
-      if (Array.isArray(w)) { for (const p of w) p.reject(e); }
+      if (w instanceof DigestBatch) w.fail(e);
+      else w.reject(e);
     }
-    for (const p of this.#batchPending.splice(0)) p.reject(e);
+    this.#batch?.fail(e);
+    this.#batch = null;
     this.#fds = [];
     this.#versions = [];
     this.#inlineEnds = [];

@@ -247,6 +247,28 @@ Deno.test("LayerDigests.steal: this thread takes the fs-verity digest of a file 
     }
   }));
 
+Deno.test("LayerDigests closed with requests out: their files and the stream digest fail, none hangs", () =>
+  withTempDir(async (dir) => {
+    const layer = await writeLayer(dir, [5000, 70_000], 7);
+    const fds = openAll(layer.paths);
+    try {
+      const d = await LayerDigests.start();
+      assert.ok(d.threaded);
+      d.begin("sha256", "sha512");
+      const sent = d.file(fds[0], sourceVersion(fds[0]), layer.paths[0]);
+      const end = d.end(); // sends the batch with the file, then the end request
+      d[Symbol.dispose](); // before either reply could arrive
+      await assert.rejects(Promise.resolve(sent), /layer digests closed/);
+      await assert.rejects(end, /layer digests closed/);
+      assert.ok(sent.settled);
+      // A file handed in after the close fails too, once its batch is sent.
+      const late = d.file(fds[1], sourceVersion(fds[1]), layer.paths[1]);
+      await assert.rejects(Promise.resolve(late), /layer digests closed/);
+    } finally {
+      fds.forEach((fd) => close(fd));
+    }
+  }));
+
 Deno.test("LayerDigests without a worker takes nothing: every result is computed when handed in", () =>
   withTempDir(async (dir) => {
     const layer = await writeLayer(dir, [5000], 6);
