@@ -333,13 +333,12 @@ function stealWhileWaiting(
   head.stolen = digests.steal(head.digests);
   let far = queue.length - 1;
   while (!head.stolen && !digests.answered(head.digests)) {
-    while (far >= 0) {
+    let f: PendingFile | null = null;
+    for (; far >= 0 && f === null; far--) {
       const item = queue.at(far)!;
-      if ("file" in item && !item.file.stolen) break;
-      far--;
+      if (isFile(item) && !item.stolen) f = item;
     }
-    if (far < 0) return;
-    const f = (queue.at(far) as { file: PendingFile }).file;
+    if (f === null) return;
     const d = digests.steal(f.digests);
     if (!d) return; // the digest thread got there too: all the files before it are its own
     f.stolen = d;
@@ -366,11 +365,19 @@ async function discardPending(files: PendingFile[]): Promise<void> {
   }
 }
 
+/** Marks where a tar entry starts, in the queue of what goes into the splitstream. */
+const BOUNDARY: unique symbol = Symbol("tar entry boundary");
+
 /**
- * What goes into the layer splitstream, in order, once the files before it are linked. Inline
- * runs are byte counts: their bytes wait in a {@linkcode ByteQueue}.
+ * What goes into the layer splitstream, in order, once the files before it are linked: a run
+ * of inline bytes as its length (the bytes wait in a {@linkcode ByteQueue}), an entry's start,
+ * or a file. No object per run or boundary: the queue holds the thousands of entries in flight.
  */
-type StreamItem = { inline: number } | { boundary: true } | { file: PendingFile };
+type StreamItem = number | typeof BOUNDARY | PendingFile;
+
+function isFile(item: StreamItem): item is PendingFile {
+  return typeof item === "object";
+}
 
 /**
  * Splits layer `layer` of `cstore` into objects and a layer splitstream of `repo` (not
@@ -438,27 +445,35 @@ async function splitStoreLayer(
   // Placed files whose source the digest thread still reads (their digests were stolen): they
   // count against the window of open files, and settle in order.
   const lingering = new Fifo<Promise<void>>();
+  // Inline bytes fed since the last item queued: consecutive runs go into the queue as one.
+  let run = 0;
   const inline = (bytes: Uint8Array) => {
+    if (bytes.length === 0) return;
     digests.inline(bytes);
     inlineBytes.push(bytes);
-    queue.push({ inline: bytes.length });
+    run += bytes.length;
+  };
+  const enqueue = (item: typeof BOUNDARY | PendingFile | null) => {
+    if (run > 0) queue.push(run);
+    run = 0;
+    if (item !== null) queue.push(item);
   };
   // Writes queued items up to and including the first file (or all of them).
   const drain = async (all: boolean) => {
     while (queue.length > 0) {
       const item = queue.shift()!;
-      if ("inline" in item) w.writeInline(inlineBytes.take(item.inline));
-      else if ("boundary" in item) await w.markBoundary();
+      if (typeof item === "number") w.writeInline(inlineBytes.take(item));
+      else if (item === BOUNDARY) await w.markBoundary();
       else {
         inFlight--;
-        digests.placing(item.file.digests);
-        stealWhileWaiting(digests, item.file, queue);
-        const placed = await placeFile(repo, item.file, place, where, lingering);
+        digests.placing(item.digests);
+        stealWhileWaiting(digests, item, queue);
+        const placed = await placeFile(repo, item, place, where, lingering);
         await w.writeReference(placed.id, placed.size);
         stats.externalChunks++;
         stats.externalBytes += placed.size;
         stats.placedBytes[placed.method] += placed.size;
-        if (item.file.stolen) stats.hashedWhileWaiting++;
+        if (item.stolen) stats.hashedWhileWaiting++;
         if (placed.copiedAhead) stats.copiedByDigestThread++;
         if (placed.outcome === "written") stats.newObjects++;
         if (stats.externalChunks % TRIM_EVERY_FILES === 0) releaseFreeMemory();
@@ -476,7 +491,7 @@ async function splitStoreLayer(
           "sparse tar entries are not supported (composefs layers cannot hold them)",
         );
       }
-      queue.push({ boundary: true });
+      enqueue(BOUNDARY);
       inline(e.rawHeader);
       // Past the payload's placeholders, whose tar-split entry `files` then holds; the padding
       // goes into the stream after the payload.
@@ -513,7 +528,7 @@ async function splitStoreLayer(
             close(fd);
             throw err;
           }
-          queue.push({ file: pending });
+          enqueue(pending);
           if (++inFlight + lingering.length > maxInFlight) {
             if (lingering.length > 0) await lingering.shift();
             else await drain(false);
@@ -559,6 +574,7 @@ async function splitStoreLayer(
         } whose content is no tar entry's payload`,
       );
     }
+    enqueue(null);
     await drain(true);
     while (lingering.length > 0) await lingering.shift();
     const found = `${alg}:${toHex(await digests.end())}`;
@@ -576,7 +592,7 @@ async function splitStoreLayer(
     return { id, stats };
   } catch (err) {
     w.abort();
-    await discardPending(queue.takeAll().flatMap((i) => "file" in i ? [i.file] : []));
+    await discardPending(queue.takeAll().filter(isFile));
     await Promise.allSettled(lingering.takeAll());
     throw err;
   } finally {
