@@ -210,7 +210,6 @@ toolTest(
   [TOOLS.skopeo],
   async (bins) => {
     await using store = await tempStore();
-    const oci = `${store.dir}/oci`;
     // 6,000 files: a tar-split of several hundred KiB gzipped, read in many pieces.
     const t = new TarBuilder();
     t.dir("many");
@@ -218,18 +217,11 @@ toolTest(
       t.file(`many/file-${i.toString(36)}-${(i * 7919).toString(16)}`, `content ${i}\n`);
     }
     const tar = t.build();
-    const img = await buildOciImage(oci, { layers: [{ tar, compression: "gzip" }], tag: "many" });
-    await skopeoToStore(bins.skopeo, store, oci, "many", "localhost/many:v1");
-    using cs = await CStorage.open(store.root, { runroot: store.runroot });
-    const [layerId] = layerChainIds(img.diffIds);
-    const tarSplit = await Deno.stat(`${store.root}/overlay-layers/${layerId}.tar-split.gz`);
+    const r = await storeAndRebuild(bins.skopeo, store, tar, "many");
+    const tarSplit = await Deno.stat(`${store.root}/overlay-layers/${r.layerId}.tar-split.gz`);
     assert.ok(tarSplit.size > 4 * 65536, `tar-split is only ${tarSplit.size} bytes`);
-    const parts: Uint8Array[] = [];
-    const r = await writeLayerTarFromStore(cs, img.diffIds[0], {
-      write: (c) => parts.push(c.slice()),
-    });
-    assert.equal(r.digest, img.diffIds[0]);
-    assert.deepEqual(concatBytes(parts), tar);
+    assert.equal(r.digest, r.diffId);
+    assert.deepEqual(r.rebuilt, tar);
   },
 );
 
@@ -238,7 +230,6 @@ toolTest(
   [TOOLS.skopeo],
   async (bins) => {
     await using store = await tempStore();
-    const oci = `${store.dir}/oci`;
     const t = new TarBuilder();
     for (const d of ["a", "a/b", "a/b/c", "a/d", "e", "e/b", "e/b/c"]) t.dir(d);
     // Each file's parent shares a different prefix with the one before it; same-named
@@ -257,14 +248,30 @@ toolTest(
     ];
     for (const f of order) t.file(f, `in ${f}\n`);
     const tar = t.build();
-    const img = await buildOciImage(oci, { layers: [{ tar, compression: "gzip" }], tag: "walk" });
-    await skopeoToStore(bins.skopeo, store, oci, "walk", "localhost/walk:v1");
-    using cs = await CStorage.open(store.root, { runroot: store.runroot });
-    const parts: Uint8Array[] = [];
-    const r = await writeLayerTarFromStore(cs, img.diffIds[0], {
-      write: (c) => parts.push(c.slice()),
-    });
-    assert.equal(r.digest, img.diffIds[0]);
-    assert.deepEqual(concatBytes(parts), tar);
+    const r = await storeAndRebuild(bins.skopeo, store, tar, "walk");
+    assert.equal(r.digest, r.diffId);
+    assert.deepEqual(r.rebuilt, tar);
   },
 );
+
+/**
+ * Stores `tar` as the one layer of image `localhost/<tag>:v1` with skopeo, then rebuilds the
+ * layer's tar from the store (tar-split and `diff/`, as `cat-layer` does).
+ */
+async function storeAndRebuild(
+  skopeo: string,
+  store: Awaited<ReturnType<typeof tempStore>>,
+  tar: Uint8Array,
+  tag: string,
+): Promise<{ diffId: string; layerId: string; digest: string; rebuilt: Uint8Array }> {
+  const oci = `${store.dir}/oci`;
+  const img = await buildOciImage(oci, { layers: [{ tar, compression: "gzip" }], tag });
+  await skopeoToStore(skopeo, store, oci, tag, `localhost/${tag}:v1`);
+  using cs = await CStorage.open(store.root, { runroot: store.runroot });
+  const parts: Uint8Array[] = [];
+  const r = await writeLayerTarFromStore(cs, img.diffIds[0], {
+    write: (c) => parts.push(c.slice()),
+  });
+  const [layerId] = layerChainIds(img.diffIds);
+  return { diffId: img.diffIds[0], layerId, digest: r.digest, rebuilt: concatBytes(parts) };
+}
