@@ -70,7 +70,7 @@ function hashBatch(
       sharedBytes[i] = r.share?.bytes ?? 0;
       if (verity && r.verity) verity.set(r.verity, i * hashSize);
       if (copyTo && withVerity && farAheadOfPlacing(claims, b.firstSeq + i, copyTo)) {
-        const copy = stageCopy(b.fds[i], r.size, version, copyTo);
+        const copy = stageCopy(b.fds[i], r.size, version, copyTo, s.heldBytes());
         copyMethods[i] = copyCode(copy);
         if (copy && copyTo.link) {
           links[i] = linkCopyCode(copy, toHex(r.verity!), copyTo, prefixes);

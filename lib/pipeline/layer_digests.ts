@@ -14,7 +14,8 @@
  * wait takes files' fs-verity digests itself ({@linkcode LayerDigests.steal}; one
  * compare-and-swap per file decides who hashes it, the stream hash stays the worker's), and a
  * worker far ahead of the caller's placing stages the copies itself (copy mode,
- * {@linkcode CopyTarget}), from the bytes it has just read into its page cache, and, where the
+ * {@linkcode CopyTarget}) of the bytes it has just hashed (written from its buffer for files
+ * up to one read, copied in the kernel from the cached pages for larger ones), and, where the
  * repository names objects by the digest it computed, links them as objects too.
  *
  * When no Worker can be started, the same {@linkcode LayerDigestState} runs on the calling
@@ -23,7 +24,7 @@
  * @module
  */
 
-import { closeQuietly } from "../../ffi/fs.ts";
+import { closeQuietly, pread } from "../../ffi/fs.ts";
 import { FsVerityHasher } from "../digest/fsverity.ts";
 import { type HashAlgorithm, StreamingHash } from "../digest/hash.ts";
 import { SourceChangedError } from "../reflink/errors.ts";
@@ -36,6 +37,7 @@ import {
   type PlaceMethod,
   readThrough,
   type TmpClone,
+  writeToTmpfile,
 } from "../reflink/place.ts";
 import {
   assertUnchanged,
@@ -95,14 +97,24 @@ const COPY_CODES: readonly (PlaceMethod | null)[] = [null, "copy_file_range", "r
  * A copy of `fd` (`size` bytes, still at `version` once copied) staged as an unnamed file in
  * `target` by the thread that just hashed it, or null when none could be made: the caller then
  * copies the file itself, and meets any error (a full disk, a changed source) there, with its
- * own message.
+ * own message. With `held`, the file's bytes as hashed (see
+ * {@linkcode LayerDigestState.heldBytes}), those are written: no second read of the source.
  */
 export function stageCopy(
   fd: number,
   size: number,
   version: SourceVersion,
   target: CopyTarget,
+  held: Uint8Array<ArrayBuffer> | null = null,
 ): TmpClone | null {
+  if (held !== null && held.length === size) {
+    // The bytes just hashed, still in memory: they are the copy's by construction.
+    try {
+      return writeToTmpfile(held, target.dirfd, { mode: target.mode });
+    } catch {
+      return null;
+    }
+  }
   let tmp: TmpClone;
   try {
     tmp = cloneToTmpfile(fd, target.dirfd, {
@@ -204,6 +216,7 @@ function readWhole(
 export class LayerDigestState {
   #stream: StreamingHash;
   readonly #buf = new Uint8Array(READ_CHUNK);
+  #held: Uint8Array<ArrayBuffer> | null = null;
 
   /**
    * @param ostreeObjectsDirfd `objects/` of an ostree repository whose file objects the files
@@ -242,11 +255,30 @@ export class LayerDigestState {
     const sink = verity
       ? { update: (c: Uint8Array) => (stream.update(c), verity.update(c)) }
       : stream;
-    const size = readWhole(fd, version, what, this.#buf, sink);
+    this.#held = null;
+    let size: number;
+    const whole = this.#buf.subarray(0, version.size);
+    if (
+      version.size > 0 && version.size <= this.#buf.length && pread(fd, whole, 0) === version.size
+    ) {
+      // One read held the whole file: its bytes stay in the buffer until the next file.
+      sink.update(whole);
+      assertUnchanged(fd, version, what, version.size);
+      size = version.size;
+      this.#held = whole;
+    } else size = readWhole(fd, version, what, this.#buf, sink);
     const share = ostreeChecksum !== "" && this.ostreeObjectsDirfd !== null
       ? shareWithOstreeObject(fd, size, this.ostreeObjectsDirfd, ostreeChecksum, what)
       : null;
     return { size, verity: verity?.digest() ?? null, share };
+  }
+
+  /**
+   * The bytes of the file {@linkcode file} just read, when one read held all of it (a file up
+   * to 1 MiB): a view of this state's buffer, valid until the next call of `file`.
+   */
+  heldBytes(): Uint8Array<ArrayBuffer> | null {
+    return this.#held;
   }
 
   /** The stream digest; the state starts over for the next layer. */

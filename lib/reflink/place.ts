@@ -234,6 +234,33 @@ export function cloneToTmpfile(
 }
 
 /**
+ * A fresh unnamed file in `dstDirfd` holding `bytes`: for a caller that has a small file's
+ * bytes in memory already (it has just hashed them), one write instead of a copy that reads the
+ * source again. Nothing is visible in the directory until the caller links the result.
+ *
+ * @example
+ * ```ts ignore
+ * const tmp = writeToTmpfile(hashedBytes, objectsDir, { mode: 0o644, what: path });
+ * linkNoReplace(tmp, objectsDir, name);
+ * ```
+ */
+export function writeToTmpfile(
+  bytes: Uint8Array<ArrayBuffer>,
+  dstDirfd: number,
+  opts: { mode?: number; what?: string } = {},
+): TmpClone {
+  const { fd, tmpName } = openTmp(dstDirfd, opts.mode ?? 0o600);
+  try {
+    pwriteAll(fd, bytes, 0, `copy of ${opts.what ?? `${bytes.length} bytes`}`);
+    return { fd, method: "readwrite", size: bytes.length, tmpName, dirfd: dstDirfd };
+  } catch (e) {
+    closeQuietly(fd);
+    if (tmpName) unlinkQuietly(dstDirfd, tmpName);
+    throw e;
+  }
+}
+
+/**
  * Clones (or copies) all of `srcFd` into a new file `name` created with
  * O_EXCL, as `cp` does: cheaper than an O_TMPFILE plus link on XFS, but the
  * name is visible while it is filled, so this is only for trees whose names

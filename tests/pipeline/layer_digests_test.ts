@@ -289,12 +289,16 @@ Deno.test("LayerDigests without a worker takes nothing: every result is computed
 fsTest("LayerDigests stages byte-exact copies of the files it is far ahead on, none close behind", [
   "ext4",
 ], async (fs) => {
-  // Sources and copies on one filesystem, as in an import: copy_file_range between them.
+  // Sources and copies on one filesystem, as in an import: copy_file_range between them for
+  // files over one read (1 MiB); smaller ones are written from the bytes just hashed.
   const dir = `${fs.mountpoint}/src`;
   await Deno.mkdir(dir);
   const minAhead = 100;
   const n = minAhead + 40;
-  const layer = await writeLayer(dir, Array.from({ length: n }, (_, i) => 65 + i * 37), 7);
+  const sizes = Array.from({ length: n }, (_, i) => 65 + i * 37);
+  sizes[n - 2] = MiB + 3;
+  sizes[n - 1] = 2 * MiB;
+  const layer = await writeLayer(dir, sizes, 7);
   const fds = openAll(layer.paths);
   const target = openAt(AT.FDCWD, fs.mountpoint, O.RDONLY | O.DIRECTORY);
   const copies: TmpClone[] = [];
@@ -308,7 +312,7 @@ fsTest("LayerDigests stages byte-exact copies of the files it is far ahead on, n
       if (r.copy) copies.push(r.copy);
       if (i < minAhead) return assert.ok(!r.copy, `file ${i} is close behind`);
       assert.ok(r.copy, `file ${i} is far ahead`);
-      assert.equal(r.copy.method, "copy_file_range");
+      assert.equal(r.copy.method, sizes[i] <= MiB ? "readwrite" : "copy_file_range");
       const st = fstat(r.copy.fd);
       assert.equal(st.mode, 0o100644, "mode as asked");
       assert.equal(st.size, layer.contents[i].length);
@@ -328,6 +332,19 @@ fsTest("LayerDigests stages byte-exact copies of the files it is far ahead on, n
     const fresh = stageCopy(fds[0], v.size, v, copyTo);
     assert.ok(fresh, "the version hashed");
     copies.push(fresh);
+    // Bytes held from the hash are what is written, without reading the source again (here
+    // they differ from the file's, which no import would pass, to tell the two apart).
+    const held = layer.contents[0].map((b) => b ^ 0x5a);
+    const written = stageCopy(fds[0], v.size, v, copyTo, held);
+    assert.ok(written);
+    copies.push(written);
+    const back = new Uint8Array(v.size);
+    assert.equal(pread(written.fd, back, 0), v.size);
+    assert.deepEqual([written.method, back], ["readwrite", held]);
+    const other = stageCopy(fds[0], v.size, v, copyTo, held.subarray(1));
+    assert.ok(other, "held bytes of another length: the file is copied");
+    copies.push(other);
+    assert.equal(other.method, "copy_file_range");
 
     // Once the caller places the newest file, none of the next ones is far ahead of it.
     d.begin("sha256", "sha512", null, { dirfd: target, mode: 0o644, minAhead, link: false });
@@ -379,7 +396,8 @@ fsTest("LayerDigests links the copies it stages as objects named by their fs-ver
       }
       assert.deepEqual(r.verity, fsverityDigest(layer.contents[i], "sha512"));
       const expected = i === minAhead + 1 ? "already-present" : "written";
-      assert.deepEqual(r.linked, { method: "copy_file_range", outcome: expected }, `file ${i}`);
+      // Small files: written from the bytes just hashed.
+      assert.deepEqual(r.linked, { method: "readwrite", outcome: expected }, `file ${i}`);
       const path = objectPath(idOf(i));
       assert.deepEqual(await Deno.readFile(path), layer.contents[i], `object of file ${i}`);
       assert.equal((await Deno.stat(path)).mode! & 0o7777, 0o644);
