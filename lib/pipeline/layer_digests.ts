@@ -107,29 +107,29 @@ export function stageCopy(
   target: CopyTarget,
   held: Uint8Array<ArrayBuffer> | null = null,
 ): TmpClone | null {
-  if (held !== null && held.length === size) {
-    // The bytes just hashed, still in memory: they are the copy's by construction.
-    try {
-      return writeToTmpfile(held, target.dirfd, { mode: target.mode });
-    } catch {
-      return null;
-    }
-  }
+  // The bytes just hashed, still in memory, are the copy's by construction.
+  const fromHeld = held !== null && held.length === size;
   let tmp: TmpClone;
   try {
-    tmp = cloneToTmpfile(fd, target.dirfd, {
-      policy: "reflink-or-copy",
-      copyOnly: true,
-      mode: target.mode,
-      size,
-      stopAtSize: true, // the version is checked below
-    });
+    if (fromHeld) tmp = writeToTmpfile(held, target.dirfd, { mode: target.mode });
+    else {
+      tmp = cloneToTmpfile(fd, target.dirfd, {
+        policy: "reflink-or-copy",
+        copyOnly: true,
+        mode: target.mode,
+        size,
+        stopAtSize: true, // the version is checked below
+      });
+    }
   } catch {
     return null;
   }
   // A named temporary (no O_TMPFILE) cannot be handed over as a bare fd; a copy of another
-  // length, or made after the source changed, is not of the bytes hashed.
-  if (tmp.tmpName !== undefined || tmp.size !== size || !sameVersion(version, sourceVersion(fd))) {
+  // length, or made from the source after it changed, is not of the bytes hashed.
+  if (
+    tmp.tmpName !== undefined || tmp.size !== size ||
+    (!fromHeld && !sameVersion(version, sourceVersion(fd)))
+  ) {
     discardClone(tmp);
     return null;
   }
