@@ -453,10 +453,13 @@ async function splitStoreLayer(
     inlineBytes.push(bytes);
     run += bytes.length;
   };
-  const enqueue = (item: typeof BOUNDARY | PendingFile | null) => {
+  const endRun = () => {
     if (run > 0) queue.push(run);
     run = 0;
-    if (item !== null) queue.push(item);
+  };
+  const enqueue = (item: typeof BOUNDARY | PendingFile) => {
+    endRun();
+    queue.push(item);
   };
   // Writes queued items up to and including the first file (or all of them).
   const drain = async (all: boolean) => {
@@ -574,7 +577,7 @@ async function splitStoreLayer(
         } whose content is no tar entry's payload`,
       );
     }
-    enqueue(null);
+    endRun();
     await drain(true);
     while (lingering.length > 0) await lingering.shift();
     const found = `${alg}:${toHex(await digests.end())}`;

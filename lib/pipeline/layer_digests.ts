@@ -179,7 +179,8 @@ const SHARE_CODES: readonly (ShareOutcome | null)[] = [
 const READ_CHUNK = 1 << 20;
 
 /**
- * Reads all of `fd` from offset 0 through `buf` into `sink` and returns its size; throws
+ * Reads all of `fd` from offset 0 through `buf` into `sink` and returns its size, and its bytes
+ * when one read held them all (a file up to `buf`'s size: a view of `buf`); throws
  * {@linkcode SourceChangedError} when the file is no longer at `version` after the read.
  */
 function readWhole(
@@ -188,11 +189,17 @@ function readWhole(
   what: string,
   buf: Uint8Array<ArrayBuffer>,
   sink: ByteSink,
-): number {
+): { size: number; held: Uint8Array<ArrayBuffer> | null } {
   // No read past the version's size: a file that grew changed its version too.
-  const size = readThrough(fd, sink, buf, version.size);
+  const whole = buf.subarray(0, version.size);
+  let size: number;
+  let held: Uint8Array<ArrayBuffer> | null = null;
+  if (version.size > 0 && version.size <= buf.length && pread(fd, whole, 0) === version.size) {
+    sink.update(whole); // one read held it all: the bytes stay in `buf`
+    [size, held] = [version.size, whole];
+  } else size = readThrough(fd, sink, buf, version.size);
   assertUnchanged(fd, version, what, size);
-  return size;
+  return { size, held };
 }
 
 /**
@@ -255,18 +262,9 @@ export class LayerDigestState {
     const sink = verity
       ? { update: (c: Uint8Array) => (stream.update(c), verity.update(c)) }
       : stream;
-    this.#held = null;
-    let size: number;
-    const whole = this.#buf.subarray(0, version.size);
-    if (
-      version.size > 0 && version.size <= this.#buf.length && pread(fd, whole, 0) === version.size
-    ) {
-      // One read held the whole file: its bytes stay in the buffer until the next file.
-      sink.update(whole);
-      assertUnchanged(fd, version, what, version.size);
-      size = version.size;
-      this.#held = whole;
-    } else size = readWhole(fd, version, what, this.#buf, sink);
+    this.#held = null; // a read that throws leaves nothing held
+    const { size, held } = readWhole(fd, version, what, this.#buf, sink);
+    this.#held = held;
     const share = ostreeChecksum !== "" && this.ostreeObjectsDirfd !== null
       ? shareWithOstreeObject(fd, size, this.ostreeObjectsDirfd, ostreeChecksum, what)
       : null;
@@ -735,7 +733,7 @@ export class LayerDigests implements Disposable {
     if (claim(this.#claims, p.seq, CLAIM_CALLER) !== claimTag(p.seq, CLAIM_FREE)) return null;
     const verity = new FsVerityHasher(this.#verity!);
     this.#stealBuf ??= new Uint8Array(READ_CHUNK);
-    const size = readWhole(p.fd, p.version, p.what, this.#stealBuf, verity);
+    const { size } = readWhole(p.fd, p.version, p.what, this.#stealBuf, verity);
     return { size, verity: verity.digest(), share: null };
   }
 

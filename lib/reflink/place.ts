@@ -95,14 +95,25 @@ export function readThrough(
   buf: Uint8Array<ArrayBuffer> = buffer(),
   stopAt = Infinity,
 ): number {
-  let total = 0;
-  while (total < stopAt) {
-    const n = pread(fd, total + buf.length > stopAt ? buf.subarray(0, stopAt - total) : buf, total);
+  return readRange(fd, sink, buf, 0, stopAt);
+}
+
+/** Feeds `fd`'s bytes from offset `from` up to `stopAt` (or its end) to `sink`; returns the count. */
+function readRange(
+  fd: number,
+  sink: ByteSink,
+  buf: Uint8Array<ArrayBuffer>,
+  from: number,
+  stopAt: number,
+): number {
+  let at = from;
+  while (at < stopAt) {
+    const n = pread(fd, at + buf.length > stopAt ? buf.subarray(0, stopAt - at) : buf, at);
     if (n === 0) break;
     sink.update(buf.subarray(0, n));
-    total += n;
+    at += n;
   }
-  return total;
+  return at - from;
 }
 
 /**
@@ -117,17 +128,20 @@ function copyReadWrite(
   from = 0,
   stopAt = Infinity,
 ): number {
-  const buf = buffer();
   let at = from;
-  while (at < stopAt) {
-    const n = pread(srcFd, at + buf.length > stopAt ? buf.subarray(0, stopAt - at) : buf, at);
-    if (n === 0) break;
-    const part = buf.subarray(0, n);
-    sink?.update(part);
-    pwriteAll(dstFd, part, at, `copy of ${what}`);
-    at += n;
-  }
-  return at - from;
+  return readRange(
+    srcFd,
+    {
+      update(part: Uint8Array<ArrayBuffer>) {
+        sink?.update(part);
+        pwriteAll(dstFd, part, at, `copy of ${what}`);
+        at += part.length;
+      },
+    },
+    buffer(),
+    from,
+    stopAt,
+  );
 }
 
 /** How to fill a fresh file from a source. */

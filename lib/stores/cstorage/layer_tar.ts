@@ -96,9 +96,12 @@ async function* tarSplitChunks(root: StoreRoot, layerId: string): AsyncGenerator
  */
 export class DiffFileGetter {
   readonly #dirs: (number | null)[] = [];
-  readonly #parents: ({ key: string; fd: number | null } | undefined)[] = [];
-  /** Per diff dir, the directories of the last parent path opened below it, outermost first. */
-  readonly #chains: { comps: BinaryString[]; fds: number[] }[] = [];
+  /**
+   * Per diff dir, the directories of the last parent path opened below it, outermost first, and
+   * the child of the innermost one found absent there (so a run of files below an absent
+   * directory tries it once).
+   */
+  readonly #chains: { comps: BinaryString[]; fds: number[]; absent: BinaryString | null }[] = [];
   #lowers: string[] | null = null;
 
   constructor(readonly root: StoreRoot, readonly layerId: string) {}
@@ -134,48 +137,44 @@ export class DiffFileGetter {
   open(name: BinaryString): number | null {
     const comps = layerComponents(goClean(name));
     if (!Array.isArray(comps) || comps.length === 0) return null;
-    const parentKey = comps.slice(0, -1).join("/");
     const last = bytesFromBinary(comps[comps.length - 1]);
     for (let i = 0;; i++) {
       const dir = this.#diffDir(i);
       if (dir === undefined) return null;
       if (dir === null) continue;
-      const parent = this.#parentDir(i, dir, parentKey, comps);
+      const parent = this.#parentDir(i, dir, comps, comps.length - 1);
       if (parent === null) continue;
       const fd = absentAsNull(() => openAt(parent, last, O.RDONLY | O.NOFOLLOW));
       if (fd !== null) return fd;
     }
   }
 
-  // The parent directory of the last file opened below diff dir `i`, kept open: a tar lists a
-  // directory's files together, and opening every component again per file was a tenth of an
-  // import. null when the directory is absent from that layer.
-  #parentDir(i: number, dir: number, key: string, comps: readonly BinaryString[]): number | null {
-    const cached = this.#parents[i];
-    if (cached?.key === key) return cached.fd;
-    const fd = this.#openChain(i, dir, comps.slice(0, -1));
-    this.#parents[i] = { key, fd };
-    return fd;
-  }
-
-  // Opens the directory `dirs` below diff dir `i` from the longest prefix still open from the
-  // last one (a tar walks a tree depth first: the next directory is usually a sibling or a
-  // child, one open instead of one per component); the chain keeps what exists of the path.
-  #openChain(i: number, dir: number, dirs: BinaryString[]): number | null {
-    const chain = this.#chains[i] ??= { comps: [], fds: [] };
+  // The directory of the first `depth` components of `comps` below diff dir `i`, or null when
+  // that layer lacks it. The directories of the last one looked up stay open: a tar lists a
+  // directory's files together and walks a tree depth first, so the next file's parent is
+  // usually the same, a child or a sibling (opening every component again per file was a tenth
+  // of an import), and only what differs from the longest prefix still open is opened.
+  #parentDir(i: number, dir: number, comps: readonly BinaryString[], depth: number): number | null {
+    const chain = this.#chains[i] ??= { comps: [], fds: [], absent: null };
     let keep = 0;
-    while (
-      keep < chain.comps.length && keep < dirs.length && chain.comps[keep] === dirs[keep]
-    ) keep++;
-    for (const fd of chain.fds.splice(keep)) closeQuietly(fd);
-    chain.comps.length = keep;
-    while (chain.comps.length < dirs.length) {
+    while (keep < chain.comps.length && keep < depth && chain.comps[keep] === comps[keep]) keep++;
+    if (keep < chain.comps.length) {
+      for (const fd of chain.fds.splice(keep)) closeQuietly(fd);
+      chain.comps.length = keep;
+      chain.absent = null;
+    }
+    if (keep < depth && chain.absent === comps[keep]) return null;
+    while (chain.comps.length < depth) {
       const at = chain.fds.length > 0 ? chain.fds[chain.fds.length - 1] : dir;
-      const c = dirs[chain.comps.length];
+      const c = comps[chain.comps.length];
       const next = absentAsNull(() => openDirAt(at, bytesFromBinary(c)));
-      if (next === null) return null;
+      if (next === null) {
+        chain.absent = c;
+        return null;
+      }
       chain.comps.push(c);
       chain.fds.push(next);
+      chain.absent = null;
     }
     return chain.fds.length > 0 ? chain.fds[chain.fds.length - 1] : dir;
   }
@@ -183,7 +182,6 @@ export class DiffFileGetter {
   close(): void {
     for (const c of this.#chains) for (const fd of c?.fds ?? []) closeQuietly(fd);
     this.#chains.length = 0;
-    this.#parents.length = 0;
     for (const fd of this.#dirs) if (fd !== null) closeQuietly(fd);
     this.#dirs.length = 0;
   }
