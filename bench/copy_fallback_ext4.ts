@@ -6,14 +6,20 @@
  * deployment, boot entries: ostree's own files, hardlinks kept), so no second host has to be
  * built. The image goes into containers-storage with skopeo (what podman pull does), then, page
  * cache warm for both:
- * - `cp -a` of the store's layers (coreutils 9 uses copy_file_range: an in-kernel copy);
+ * - `cp -a` of the store's layers (coreutils 9 uses copy_file_range: an in-kernel copy), then
+ *   `sync -f`, timed apart: `cp -a` returns with the copy still in the page cache, while the
+ *   import must have its objects on disk (`syncfs`) before it names a stream (DESIGN §4, crash
+ *   order). The machine's CPU time during that `sync` is the writeback's (kernel threads: on a
+ *   loop device, a second copy into the backing file and its own writeback), which no
+ *   process's CPU time shows;
  * - one node:crypto sha256 + sha512 pass over the first copy (for reference);
  * - `cp -a` and that hash pass at once, as two processes: what this machine needs to copy the
  *   bytes and compute the digests the formats require, with no per-file work at all (no tar,
  *   no names, no links). The copy fallback cannot be faster than this on the same cores.
- * - `cp -a` and a sha512-only pass at once: the lower bound of any import on this machine, even
- *   one that checked no diff_id: the copy and the one digest bootc's composefs repositories name
- *   objects by (SHA-512 fs-verity, of which a plain sha512 pass is a lower bound).
+ * - `cp -a` and a sha512-only pass at once: with the writeback above, the lower bound of any
+ *   import on this machine, even one that checked no diff_id: the copy, the one digest bootc's
+ *   composefs repositories name objects by (SHA-512 fs-verity, of which a plain sha512 pass is
+ *   a lower bound), and the bytes on disk.
  * - `set-unified full --mode enabled-with-copy --no-pull`: every file of the image copied into
  *   composefs with all its digests in one pass; no ostree dedupe (ext4 cannot share blocks).
  *
@@ -31,7 +37,15 @@
 
 import { runOk } from "../tests/harness/run.ts";
 import { type BenchHost, layerDiffDirs, skopeoIntoStore, unistoreCmd } from "./bench_host.ts";
-import { median, settle, type TimedRun, timeProcess, usedBytes, warmPageCache } from "./measure.ts";
+import {
+  machineBusyMs,
+  median,
+  settle,
+  type TimedRun,
+  timeProcess,
+  usedBytes,
+  warmPageCache,
+} from "./measure.ts";
 import { peakRssByStage, type UnifyStages, unifyStages } from "./unify_stages.ts";
 
 const HASH_TREE = new URL("./hash_tree.ts", import.meta.url).pathname;
@@ -49,6 +63,15 @@ export interface CopyFallbackResult {
   cpRunsMs: number[];
   /** CPU time (user + system) of each `cp -a` run, in the order of {@linkcode cpRunsMs}. */
   cpCpuRunsMs?: number[];
+  /** `sync -f` right after each `cp -a` of {@linkcode cpRunsMs}: the copy's writeback. */
+  cpSyncRunsMs?: number[];
+  /**
+   * The machine's CPU time (every core, kernel threads included) during each `sync -f` of
+   * {@linkcode cpSyncRunsMs}: what writing the copied bytes to disk costs here.
+   */
+  writebackCpuRunsMs?: number[];
+  /** Median of `cp -a` + its `sync -f`, run by run: a copy that is on disk when it ends. */
+  durableCpMs?: number;
   /** One node:crypto pass over the `cp -a` copy, feeding sha256 and sha512. */
   hashOnePassMs: number;
   /** Median of {@linkcode cpWithHashRunsMs}. */
@@ -105,6 +128,8 @@ export async function benchCopyFallback(
   const copy = `${mountpoint}/cp-copy`;
   const cpRuns: number[] = [];
   const cpCpuRuns: number[] = [];
+  const cpSyncRuns: number[] = [];
+  const writebackCpuRuns: number[] = [];
   const cpWithHashRuns: number[] = [];
   const cpWithHashCpuRuns: number[] = [];
   const cpWithSha512Runs: number[] = [];
@@ -147,6 +172,11 @@ export async function benchCopyFallback(
     const cp = await timeProcess(["cp", "-a", `${store}/overlay`, copy], { cpuTime: true });
     cpRuns.push(cp.ms);
     cpCpuRuns.push(cp.cpuMs!);
+    const busyBefore = await machineBusyMs();
+    const syncStart = performance.now();
+    await runOk(["sync", "-f", copy]);
+    cpSyncRuns.push(performance.now() - syncStart);
+    writebackCpuRuns.push((await machineBusyMs()) - busyBefore);
     if (i === 0) hashOnePassMs = (await timeProcess(hashPass(copy))).ms;
     await runOk(["rm", "-rf", copy]);
     await settle(mountpoint);
@@ -197,6 +227,9 @@ export async function benchCopyFallback(
     cpMs: median(cpRuns),
     cpRunsMs: cpRuns,
     cpCpuRunsMs: cpCpuRuns,
+    cpSyncRunsMs: cpSyncRuns,
+    writebackCpuRunsMs: writebackCpuRuns,
+    durableCpMs: median(cpRuns.map((ms, i) => ms + cpSyncRuns[i])),
     hashOnePassMs,
     cpWithHashMs: median(cpWithHashRuns),
     cpWithHashRunsMs: cpWithHashRuns,

@@ -263,6 +263,33 @@ export async function warmPageCache(dirs: string[]): Promise<void> {
   ]);
 }
 
+/**
+ * Clock ticks per second of `/proc/stat` (USER_HZ). Fixed at 100 by the kernel ABI on every
+ * architecture Linux reports in it; another value would scale every machine CPU time.
+ */
+const USER_HZ = 100;
+
+/**
+ * CPU time the whole machine has spent busy since boot, in ms: every core's user, nice,
+ * system, irq, softirq and steal ticks from `/proc/stat` (idle and iowait left out). The
+ * difference over a step counts what no process's own CPU time shows: the kernel's threads,
+ * such as those writing dirty pages back to a loop device's file during a `sync`.
+ *
+ * @example
+ * ```ts ignore
+ * const before = await machineBusyMs();
+ * await runOk(["sync", "-f", mountpoint]);
+ * const writebackCpuMs = (await machineBusyMs()) - before;
+ * ```
+ */
+export async function machineBusyMs(): Promise<number> {
+  const line = (await Deno.readTextFile("/proc/stat")).split("\n", 1)[0];
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal …
+  const busy = f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0);
+  return (busy * 1000) / USER_HZ;
+}
+
 /** The middle value (mean of the two middle ones for an even count). */
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -200,20 +200,28 @@ function costCentres(r: BenchResults): string[] {
           `${ratio(1.3 * c.cpMs * cores, importCpu)} of what it needs now.`,
       );
     }
-    const { cpWithSha512Ms, cpWithSha512CpuRunsMs } = c;
+    const { cpWithSha512Ms, cpWithSha512CpuRunsMs, writebackCpuRunsMs } = c;
     if (cpWithSha512Ms !== undefined && cpWithSha512CpuRunsMs) {
       const cores = r.machine.cpus;
       const boundCpu = median(cpWithSha512CpuRunsMs);
+      const writebackCpu = writebackCpuRunsMs ? median(writebackCpuRunsMs) : 0;
       // Its CPU time spread perfectly over every core (the hashing split across threads too),
       // and never less than the copy alone.
-      const bound = Math.max(c.cpMs, boundCpu / cores);
+      const bound = Math.max(c.cpMs, (boundCpu + writebackCpu) / cores);
       L.push(
         `- The lower bound on this machine, for any implementation: \`cp -a\` and a plain ` +
           `sha512 pass (the copy, and the one digest that cannot be left out: bootc's ` +
           `composefs repository names objects by their SHA-512 fs-verity digest, which hashes ` +
           `every byte as a plain pass does, and its tree besides; no diff_id, no per-file work) ` +
-          `take ${s(cpWithSha512Ms)} at once, ${s(boundCpu)} of CPU; spread perfectly over ` +
-          `${cores} CPUs, at least ${s(bound)}: ${ratio(bound, c.cpMs)} of \`cp -a\`, ` +
+          `take ${s(cpWithSha512Ms)} at once, ${s(boundCpu)} of CPU` +
+          (writebackCpuRunsMs
+            ? `; writing the copy to disk (\`sync -f\` after \`cp -a\`) takes ` +
+              `${s(writebackCpu)} more of the machine's CPU (kernel writeback threads), which ` +
+              `an import pays before it names a stream (DESIGN §4, crash order) and \`cp -a\` ` +
+              `only after it has returned`
+            : "") +
+          `; spread perfectly over ${cores} CPUs, at least ${s(bound)}: ` +
+          `${ratio(bound, c.cpMs)} of \`cp -a\`, ` +
           (bound <= 1.3 * c.cpMs
             ? "within the target's 1.3×."
             : `past the target's 1.3× (${s(1.3 * c.cpMs)}) before any of the import's own work.`),
@@ -366,6 +374,18 @@ export function renderResultsMarkdown(r: BenchResults): string {
       `| ext4 copy fallback vs that floor | ${s(c.unify.totalMs)} | ${s(c.cpWithHashMs)} | ` +
         `${ratio(c.unify.totalMs, c.cpWithHashMs)} |`,
     );
+    if (c.durableCpMs !== undefined && c.cpSyncRunsMs) {
+      L.push(
+        `| a copy on disk when it ends: \`cp -a\`, then \`sync -f\` (median of ` +
+          `${c.cpSyncRunsMs.length}; the syncs took ${runs(c.cpSyncRunsMs)}), vs \`cp -a\` | ` +
+          `${s(c.durableCpMs)} | ${s(c.cpMs)} | ${ratio(c.durableCpMs, c.cpMs)} |`,
+      );
+      L.push(
+        `| ext4 copy fallback (its objects synced before it names a stream) vs that copy | ` +
+          `${s(c.unify.totalMs)} | ${s(c.durableCpMs)} | ` +
+          `${ratio(c.unify.totalMs, c.durableCpMs)} |`,
+      );
+    }
     if (c.cpWithSha512Ms !== undefined && c.cpWithSha512RunsMs) {
       L.push(
         `| this machine's lower bound for any copy fallback: \`cp -a\` and one sha512-only ` +
