@@ -100,7 +100,7 @@ export function fsverityDescriptor(
   return desc;
 }
 
-/** Writes the hash of one block into `out` (exactly the hash's size). */
+/** Writes the hash of one block, or of the 256-byte descriptor, into `out` (exactly the hash's size). */
 export type BlockDigest = (block: Uint8Array, out: Uint8Array) => void;
 
 /**
@@ -277,7 +277,10 @@ export class FsVerityHasher {
     for (const l of this.#levels) if (freeBlocks.length < FREE_BLOCKS_MAX) freeBlocks.push(l.block);
     this.#levels.length = 0; // digest() never touches them again; the next hasher may
     const desc = fsverityDescriptor(this.algorithm, this.#size, root);
-    return new Uint8Array(createHash(this.algorithm).update(desc).digest());
+    // The file digest is the hash of the descriptor: one more call of the block hasher.
+    const digest = new Uint8Array(this.#hashSize);
+    this.#blockDigest(desc, digest);
+    return digest;
   }
 }
 
