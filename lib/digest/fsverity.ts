@@ -100,7 +100,10 @@ export function fsverityDescriptor(
   return desc;
 }
 
-/** Writes the hash of one block, or of the 256-byte descriptor, into `out` (exactly the hash's size). */
+/**
+ * Writes the hash of one block, or of the 256-byte descriptor, into `out` (exactly the hash's
+ * size).
+ */
 export type BlockDigest = (block: Uint8Array, out: Uint8Array) => void;
 
 /**
