@@ -271,9 +271,10 @@ const USER_HZ = 100;
 
 /**
  * CPU time the whole machine has spent busy since boot, in ms: every core's user, nice,
- * system, irq, softirq and steal ticks from `/proc/stat` (idle and iowait left out). The
- * difference over a step counts what no process's own CPU time shows: the kernel's threads,
- * such as those writing dirty pages back to a loop device's file during a `sync`.
+ * system, irq and softirq ticks from `/proc/stat` (idle, iowait and the hypervisor's steal left
+ * out: no work of this machine's). The difference over a step counts what no process's own
+ * CPU time shows: the kernel's threads, such as those writing dirty pages back to a loop
+ * device's file during a `sync`.
  *
  * @example
  * ```ts ignore
@@ -286,7 +287,7 @@ export async function machineBusyMs(): Promise<number> {
   const line = (await Deno.readTextFile("/proc/stat")).split("\n", 1)[0];
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal …
-  const busy = f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0);
+  const busy = f[0] + f[1] + f[2] + f[5] + f[6];
   return (busy * 1000) / USER_HZ;
 }
 
