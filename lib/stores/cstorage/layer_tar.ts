@@ -165,7 +165,7 @@ export class DiffFileGetter {
     }
     if (keep < depth && chain.absent === comps[keep]) return null;
     while (chain.comps.length < depth) {
-      const at = chain.fds.length > 0 ? chain.fds[chain.fds.length - 1] : dir;
+      const at = chain.fds.at(-1) ?? dir;
       const c = comps[chain.comps.length];
       const next = absentAsNull(() => openDirAt(at, bytesFromBinary(c)));
       if (next === null) {
@@ -176,7 +176,7 @@ export class DiffFileGetter {
       chain.fds.push(next);
       chain.absent = null;
     }
-    return chain.fds.length > 0 ? chain.fds[chain.fds.length - 1] : dir;
+    return chain.fds.at(-1) ?? dir;
   }
 
   close(): void {
